@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,26 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_env import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, artifact_name, in_ci
 from lab_server import LabServer
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path(os.environ.get("PATCHWIDGET_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 HERE = Path(__file__).resolve().parent
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,10 +34,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
-
-
-def artifact_name(node_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", node_name).strip("-")
 
 
 @pytest.fixture(scope="session")
