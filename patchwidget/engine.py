@@ -1,0 +1,135 @@
+"""Batched activation patching through nnsight: many patches per forward pass.
+
+Row ``r`` of a batch carries one patch set; a boolean mask per hook point says which
+(position, unit) cells of that row take the source activation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nnsight
+import numpy as np
+import torch
+
+from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Target
+
+Key = tuple[str, int]  # (hook point, layer)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per hook point: mask (rows, pos, unit, 1) and source values (rows, pos, unit, width)."""
+
+    masks: Mapping[Key, torch.Tensor]
+    sources: Mapping[Key, torch.Tensor]
+
+
+class Engine:
+    """Runs plain, patched and capturing forward passes of an nnsight model."""
+
+    def __init__(self, hooks: HookPoints, device: torch.device, remote: bool = False) -> None:
+        self.hooks = hooks
+        self.device = device
+        self.remote = remote
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        plan: Plan | None = None,
+        save: frozenset[Key] = frozenset(),
+    ) -> tuple[torch.Tensor, dict[Key, torch.Tensor]]:
+        """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points."""
+        hooks = self.hooks
+        masks = plan.masks if plan else {}
+        sources = plan.sources if plan else {}
+        layers = sorted({layer for _, layer in [*masks, *save]})
+        saved: dict[Key, Any] = {}
+        options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
+        if self.remote:
+            options["remote"] = True
+        with torch.no_grad(), hooks.model.trace(ids.to(self.device), **options):
+            if noise is not None:
+                embed = hooks.embed()
+                embed.output = embed.output + noise.to(self.device, embed.output.dtype)
+            for layer in layers:
+                block = hooks.block(layer)
+                mid_key = (RESID_MID, layer)
+                needs_mid = mid_key in masks or mid_key in save
+                x_in = None
+                for point in POINT_ORDER:
+                    key = (point, layer)
+                    wanted = key in masks or key in save
+                    if needs_mid and point in ("block_in", "attn_contrib"):
+                        wanted = True
+                    if not wanted:
+                        continue
+                    raw, tensor = hooks.read(block, point)
+                    units = hooks.to_units(point, tensor)
+                    changed = key in masks
+                    if changed:
+                        units = torch.where(masks[key], sources[key].to(units.dtype), units)
+                    if point == "block_in":
+                        x_in = units
+                    if point == "attn_contrib" and needs_mid:
+                        mid = x_in + units
+                        if mid_key in masks:
+                            mid = torch.where(masks[mid_key], sources[mid_key].to(mid.dtype), mid)
+                            units = mid - x_in
+                            changed = True
+                        if mid_key in save:
+                            saved[mid_key] = nnsight.save(mid)
+                    if changed:
+                        hooks.write(block, point, raw, hooks.from_units(point, units, tensor))
+                    if key in save:
+                        saved[key] = nnsight.save(units)
+            logits = nnsight.save(hooks.model.output.logits[:, -1])
+        return logits, dict(saved)
+
+    def plan(
+        self,
+        patch_sets: Sequence[Sequence[Target]],
+        pair_of_row: np.ndarray,
+        source_values: Mapping[Key, torch.Tensor],
+        length: int,
+    ) -> Plan:
+        """Masks and gathered sources for rows = patch sets repeated over their pairs.
+
+        ``pair_of_row`` has ``len(patch_sets) * n_pairs`` entries; row ``i * n_pairs + p`` is
+        patch set ``i`` on pair ``p``.
+        """
+        n_rows = len(pair_of_row)
+        per_set = n_rows // max(len(patch_sets), 1)
+        masks: dict[Key, np.ndarray] = {}
+        for i, targets in enumerate(patch_sets):
+            rows = slice(i * per_set, (i + 1) * per_set)
+            for t in targets:
+                key = (t.point, t.layer)
+                if key not in masks:
+                    units = self.hooks.n_units(t.point)
+                    masks[key] = np.zeros((n_rows, length, units), dtype=bool)
+                pos = slice(None) if t.positions is None else list(t.positions)
+                masks[key][rows, pos, t.unit] = True
+        rows_t = torch.as_tensor(pair_of_row, device=self.device)
+        return Plan(
+            masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},
+            sources={k: source_values[k].to(self.device)[rows_t] for k in masks},
+        )
+
+
+def rows_per_batch(
+    dims: Any, length: int, device: torch.device, dtype: torch.dtype, budget: int | None
+) -> int:
+    """How many rows fit one forward pass within a memory budget (bytes)."""
+    elem = torch.finfo(dtype).bits // 8
+    activations = elem * length * (10 * dims.d_model + 3 * dims.d_mlp + 4 * dims.n_heads * length)
+    per_row = activations + 16 * dims.vocab_size
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cap, budget = 512, budget or free // 2
+    else:
+        cap, budget = 64, budget or 512 * 2**20
+    return int(max(1, min(cap, budget // per_row)))

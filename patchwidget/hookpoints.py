@@ -1,0 +1,150 @@
+"""Hook points: where a site's activation is read and written in one decoder block.
+
+A hook point's tensor is viewed as units ``(batch, pos, unit, width)`` so that one boolean mask
+over ``(batch, pos, unit)`` expresses any set of patches (positions x heads/neurons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from typing import Any
+
+import torch
+
+from .architectures import QKV_PER_HEAD, QKV_SEPARATE, QKV_SPLIT, Architecture, ModelDims
+
+# Forward order inside a block; nnsight needs modules touched in this order.
+POINT_ORDER = (
+    "block_in",
+    "q",
+    "k",
+    "v",
+    "qkv",
+    "pattern",
+    "z",
+    "attn_contrib",
+    "neurons",
+    "mlp_contrib",
+    "block_out",
+)
+RESID_MID = "resid_mid"  # virtual: patched through the attention contribution
+
+_READ_INPUT = {"block_in", "z", "neurons"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One hook-point unit of one layer, at some positions (None = all)."""
+
+    point: str
+    layer: int
+    unit: int = 0
+    positions: tuple[int, ...] | None = None
+
+
+class HookPoints:
+    """Reads, writes and reshapes hook-point tensors of one architecture through nnsight."""
+
+    def __init__(self, model: Any, arch: Architecture, dims: ModelDims) -> None:
+        self.model = model
+        self.arch = arch
+        self.dims = dims
+        self._pattern_call: str | None = None
+
+    def n_units(self, point: str) -> int:
+        d = self.dims
+        if point in ("q", "z", "pattern"):
+            return d.n_heads
+        if point in ("k", "v"):
+            return d.n_kv_heads
+        if point == "qkv":
+            return d.n_heads + 2 * d.n_kv_heads
+        if point == "neurons":
+            return d.d_mlp
+        return 1
+
+    def head_part(self, part: str, head: int) -> tuple[str, int]:
+        """The (point, unit) of a head's q, k or v."""
+        index = "qkv".index(part)
+        layout, d = self.arch.qkv_layout, self.dims
+        if layout == QKV_SEPARATE:
+            return part, head
+        if layout == QKV_SPLIT:
+            return "qkv", (0, d.n_heads, d.n_heads + d.n_kv_heads)[index] + head
+        if layout == QKV_PER_HEAD:
+            return "qkv", 3 * head + index
+        raise ValueError(f"unknown qkv layout {layout!r}")
+
+    # nnsight access -----------------------------------------------------------------------
+    def embed(self) -> Any:
+        return _path(self.model, self.arch.embed)
+
+    def block(self, layer: int) -> Any:
+        return _path(self.model, self.arch.layers)[layer]
+
+    def _envoy(self, block: Any, point: str) -> Any:
+        arch = self.arch
+        if point in ("block_in", "block_out"):
+            return block
+        if point == "attn_contrib":
+            return _path(block, arch.attn_contribution)
+        if point == "mlp_contrib":
+            return _path(block, arch.mlp_contribution)
+        if point == "z":
+            return _path(block, arch.attn_out_proj)
+        if point == "neurons":
+            return _path(block, arch.mlp_down_proj)
+        attn = _path(block, arch.attn)
+        if point == "qkv":
+            return _path(attn, arch.qkv[0])
+        if point in ("q", "k", "v"):
+            return _path(attn, arch.qkv["qkv".index(point)])
+        if point == "pattern":
+            call = getattr(attn.source, self.pattern_call())
+            return call.source.nn_functional_softmax_0
+        raise ValueError(f"unknown hook point {point!r}")
+
+    def pattern_call(self) -> str:
+        """Name of the attention-function call inside the attention module's source."""
+        if self._pattern_call is None:
+            attn = _path(self.block(0), self.arch.attn)
+            calls = [n for n in attn.source.names if n.startswith("attention_interface_")]
+            if not calls:
+                raise ValueError("this attention module has no attention-function call to patch")
+            self._pattern_call = calls[-1]
+        return self._pattern_call
+
+    def read(self, block: Any, point: str) -> tuple[Any, torch.Tensor]:
+        """(raw value, tensor) of a hook point; raw keeps tuple outputs for writing back."""
+        envoy = self._envoy(block, point)
+        raw = envoy.input if point in _READ_INPUT else envoy.output
+        return raw, raw[0] if isinstance(raw, tuple) else raw
+
+    def write(self, block: Any, point: str, raw: Any, tensor: torch.Tensor) -> None:
+        envoy = self._envoy(block, point)
+        value = (tensor, *raw[1:]) if isinstance(raw, tuple) else tensor
+        if point in _READ_INPUT:
+            envoy.input = value
+        else:
+            envoy.output = value
+
+    # unit views ---------------------------------------------------------------------------
+    def to_units(self, point: str, x: torch.Tensor) -> torch.Tensor:
+        if point == "pattern":
+            return x.transpose(1, 2)
+        if point == "neurons":
+            return x.unsqueeze(-1)
+        units = self.n_units(point)
+        if units == 1:
+            return x.unsqueeze(2)
+        return x.reshape(*x.shape[:2], units, -1)
+
+    def from_units(self, point: str, u: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        if point == "pattern":
+            return u.transpose(1, 2)
+        return u.reshape(like.shape)
+
+
+def _path(envoy: Any, path: str) -> Any:
+    return reduce(getattr, path.split("."), envoy)

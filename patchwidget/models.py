@@ -1,0 +1,63 @@
+"""Loading models as nnsight objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def load_model(
+    model: Any,
+    tokenizer: Any = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    remote: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """An nnsight model from a hub name, a local folder, or an already-built transformers model.
+
+    An nnsight model is returned as is. Attention runs eagerly so attention patterns can be patched.
+    ``remote=True`` marks the model for nnsight's remote execution (NDIF).
+    """
+    from nnsight import Envoy, TransformersModel
+
+    if isinstance(model, Envoy):
+        return model
+    if isinstance(model, torch.nn.Module):
+        if tokenizer is None:
+            raise ValueError(
+                "a transformers model needs its tokenizer: pw.load_model(hf_model, tokenizer=tok)"
+            )
+        if dtype is not None:
+            model = model.to(_as_dtype(dtype))
+        if device is not None:
+            model = model.to(device)
+        model.eval()
+        model.set_attn_implementation("eager")
+        wrapped = TransformersModel(model, tokenizer=tokenizer)
+    elif isinstance(model, str):
+        options: dict[str, Any] = {"attn_implementation": "eager", **kwargs}
+        if dtype is not None:
+            options["dtype"] = _as_dtype(dtype)
+        if device is not None:
+            options["device_map"] = str(device)
+        if tokenizer is not None:
+            options["tokenizer"] = tokenizer
+        wrapped = TransformersModel(model, dispatch=not remote, **options)
+    else:
+        raise TypeError(
+            f"cannot load a model from {type(model).__name__}; pass a hub name or folder, "
+            "a transformers model (with tokenizer=...), or an nnsight model"
+        )
+    object.__setattr__(wrapped, "_patchwidget_remote", remote)
+    return wrapped
+
+
+def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32' or 'bfloat16'")
+    return value
