@@ -1,0 +1,205 @@
+"""Engine sweeps and confirmatory patches against the hook-based reference (tests/reference.py).
+
+The first block validates the reference on its own (no engine involved); the rest compares the
+engine's readouts with the reference's, family by family and site by site.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import (
+    ANSWERS,
+    CLEAN,
+    CORRUPTED,
+    FAMILIES,
+    make_model,
+    make_tokenizer,
+    reference_for,
+)
+from reference import KIND_OF_SITE, Comp, Scenario
+
+ATOL = 1e-4
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, msg: str | None = None) -> None:
+    torch.testing.assert_close(a.double(), b.double(), atol=atol, rtol=1e-5, msg=msg)
+
+
+# ---- the reference on its own ------------------------------------------------------------------
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reference_unpatched_matches_plain_model(family: str) -> None:
+    ref = reference_for(family)
+    ids = ref.encode(CLEAN)
+    with torch.no_grad():
+        want = make_model(family)(input_ids=ids).logits[:, -1]
+    got, _ = ref.run(ids)
+    _close(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reference_trace_is_consistent(family: str) -> None:
+    """Captured activations add up the way the block computes them."""
+    ref = reference_for(family)
+    ids = ref.encode(CLEAN)
+    norm_inputs = {}
+    handles = []
+    if not ref.parallel:
+        for layer in range(ref.n_layers):
+            norm = ref.layers[layer].get_submodule(ref.arch.mlp_norm)
+            hook = lambda m, a, layer=layer: norm_inputs.__setitem__(layer, a[0].clone())  # noqa: E731
+            handles.append(norm.register_forward_pre_hook(hook))
+    try:
+        _, tr = ref.run(ids, capture=True)
+    finally:
+        for h in handles:
+            h.remove()
+    groups = ref.n_heads // ref.n_kv_heads
+    for layer in range(ref.n_layers):
+        pre, attn, mlp = (tr[k, layer] for k in ("resid_pre", "attn_out", "mlp_out"))
+        if layer + 1 < ref.n_layers:
+            _close(tr["resid_post", layer], tr["resid_pre", layer + 1])
+        if ref.parallel:
+            assert ("resid_mid", layer) not in tr
+            _close(tr["resid_post", layer], pre + attn + mlp, atol=1e-4)
+        else:
+            _close(tr["resid_mid", layer], pre + attn)
+            _close(tr["resid_mid", layer], norm_inputs[layer])
+            _close(tr["resid_post", layer], tr["resid_mid", layer] + mlp, atol=1e-4)
+        # z of head h = pattern of head h applied to the values of its kv head
+        v = tr["v", layer].repeat_interleave(groups, dim=2)  # (B, S, H, dh)
+        z = torch.einsum("bhqk,bkhd->bqhd", tr["pattern", layer], v)
+        _close(tr["z", layer], z, atol=1e-5)
+        pat = tr["pattern", layer]
+        _close(pat.sum(-1), torch.ones_like(pat.sum(-1)))
+        assert torch.all(pat.triu(1) == 0), "causal pattern"
+        if family != "gemma2":
+            o_proj = ref.layers[layer].get_submodule(ref.arch.o_proj)
+            down = ref.layers[layer].get_submodule(ref.arch.down_proj)
+            with torch.no_grad():
+                _close(attn, o_proj(tr["z", layer].flatten(-2)), atol=1e-5)
+                _close(mlp, down(tr["neuron", layer]), atol=1e-5)
+    assert tr["k", 0].shape[2] == ref.n_kv_heads and tr["q", 0].shape[2] == ref.n_heads
+
+
+def _restoring_sets(ref, n_pos: int) -> dict[str, list[Comp]]:
+    """Sets of clean activations that, patched into the corrupted run, reproduce the clean run."""
+    last = ref.n_layers - 1
+    sets = {
+        "resid_pre 0": [Comp("resid_pre", 0)],
+        "resid_pre last": [Comp("resid_pre", last)],
+        "resid_post 0": [Comp("resid_post", 0)],
+        "resid_pre by position": [Comp("resid_pre", last, pos=p) for p in range(n_pos)],
+        "attn_out+mlp_out": [
+            Comp("resid_pre", last),
+            Comp("attn_out", last),
+            Comp("mlp_out", last),
+        ],
+    }
+    if not ref.parallel:
+        sets["resid_mid"] = [Comp("resid_mid", last)]
+    return sets
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reference_restores_clean_run_from_its_own_activations(family: str) -> None:
+    ref = reference_for(family)
+    sc = Scenario(ref, CLEAN, ANSWERS, corrupted=CORRUPTED)
+    assert (sc.clean_logits - sc.corrupted_logits).abs().max() > 0.1
+    sets = _restoring_sets(ref, sc.n_pos)
+    for direction, want in (("denoising", sc.clean_logits), ("noising", sc.corrupted_logits)):
+        expected = sc.readouts(want)[0]
+        for name, got in zip(sets, sc.patched(direction, list(sets.values())), strict=True):
+            _close(got, expected, atol=1e-4, msg=f"{direction} {name}")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reference_component_patches_reproduce_downstream_activations(family: str) -> None:
+    """Patching every head / unit of a layer reproduces what that layer computes from them."""
+    ref = reference_for(family)
+    sc = Scenario(ref, CLEAN, ANSWERS, corrupted=CORRUPTED)
+    clean = sc.clean_trace
+    layer = ref.n_layers - 1
+    heads, kv = range(ref.n_heads), range(ref.n_kv_heads)
+    cases = {
+        "z -> attn_out": ([Comp("head", layer, head=h) for h in heads], "attn_out"),
+        "q,k,v -> z": (
+            [Comp("head_q", layer, head=h) for h in heads]
+            + [Comp(s, layer, head=h) for s in ("head_k", "head_v") for h in kv],
+            "z",
+        ),
+        "pattern,v -> z": (
+            [Comp("head_pattern", layer, head=h) for h in heads]
+            + [Comp("head_v", layer, head=h) for h in kv],
+            "z",
+        ),
+        "neurons -> mlp_out": (
+            [Comp("neuron", layer, neuron=n) for n in range(ref.d_mlp)],
+            "mlp_out",
+        ),
+    }
+    if not ref.parallel:
+        cases["resid_mid -> mlp_out"] = ([Comp("resid_mid", layer)], "mlp_out")
+        cases["resid_mid -> resid_post"] = ([Comp("resid_mid", layer)], "resid_post")
+    for name, (comps, kind) in cases.items():
+        _, tr = ref.run(sc.corrupted_ids, [comps] * sc.n_pairs, clean, capture=True)
+        assert (sc.corrupted_trace[kind, layer] - clean[kind, layer]).abs().max() > 1e-3, name
+        _close(tr[kind, layer], clean[kind, layer], atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox_sequential", "llama_gqa", "gemma", "gemma2"])
+def test_reference_per_head_slices_align_with_the_pattern(family: str) -> None:
+    """Patching q of head h with its kv head's k gives exactly head h's clean pattern."""
+    ref = reference_for(family)
+    sc = Scenario(ref, CLEAN, ANSWERS, corrupted=CORRUPTED)
+    groups = ref.n_heads // ref.n_kv_heads
+    layer = ref.n_layers - 1
+    for h in range(ref.n_heads):
+        comps = [Comp("head_q", layer, head=h), Comp("head_k", layer, head=h // groups)]
+        rows = [comps] * sc.n_pairs
+        _, tr = ref.run(sc.corrupted_ids, rows, sc.clean_trace, capture=True)
+        pat, clean_pat = tr["pattern", layer], sc.clean_trace["pattern", layer]
+        _close(pat[:, h], clean_pat[:, h])
+        others = [o for o in range(ref.n_heads) if o // groups != h // groups]
+        if others:
+            assert (pat[:, others] - clean_pat[:, others]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama_gqa"])
+def test_reference_patches_only_the_selected_row_and_position(family: str) -> None:
+    ref = reference_for(family)
+    sc = Scenario(ref, CLEAN, ANSWERS, corrupted=CORRUPTED)
+    last = sc.n_pos - 1
+    rows = [[Comp("resid_post", 0, pos=4)], [], [Comp("head_v", 1, head=0, pos=last)]]
+    logits, tr = ref.run(sc.corrupted_ids, rows, sc.clean_trace, capture=True)
+    _close(logits[1], sc.corrupted_logits[1])
+    assert (logits[0] - sc.corrupted_logits[0]).abs().max() > 1e-3
+    post = tr["resid_post", 0]
+    _close(post[0, 4], sc.clean_trace["resid_post", 0][0, 4])
+    _close(post[0, 5:], sc.corrupted_trace["resid_post", 0][0, 5:])
+    v = tr["v", 1]
+    _close(v[2, last, 0], sc.clean_trace["v", 1][2, last, 0])
+    _close(v[2, :last], sc.corrupted_trace["v", 1][2, :last])
+
+
+def test_reference_noise_changes_the_run_only_where_added() -> None:
+    ref = reference_for("gpt2")
+    ids = ref.encode(CLEAN)
+    noise = torch.zeros(*ids.shape, ref.d_model)
+    noise[:, 2] = torch.randn(ids.shape[0], ref.d_model, generator=torch.Generator().manual_seed(0))
+    base, clean_tr = ref.run(ids, capture=True)
+    got, tr = ref.run(ids, noise=noise, capture=True)
+    _close(tr["resid_pre", 0], clean_tr["resid_pre", 0] + noise)
+    _close(tr["resid_post", 1][:, :2], clean_tr["resid_post", 1][:, :2])
+    assert (got - base).abs().max() > 1e-2
+
+
+def test_kind_of_site_covers_every_engine_site() -> None:
+    pw = pytest.importorskip("patchwidget")
+    assert set(pw.SITES) == set(KIND_OF_SITE)
+
+
+def test_word_tokenizer() -> None:
+    tok = make_tokenizer()
+    assert tok.convert_ids_to_tokens(tok("w5 w17")["input_ids"]) == ["<bos>", "w5", "w17"]
+    assert tok(" w7", add_special_tokens=False)["input_ids"] == [10]
