@@ -1,0 +1,145 @@
+// anywidget entry: `initialize` owns the per-model Store, `render` builds one view of it.
+import type { AnyModel } from "@anywidget/types";
+import { CircuitPanel } from "./circuit";
+import { Controls } from "./controls";
+import type { Bytes } from "./decode";
+import { Disposer, h } from "./dom";
+import { HeatmapArea } from "./heatmap";
+import { PromptsPanel } from "./prompts";
+import type { WidgetState } from "./protocol";
+import { Store, type Topic } from "./store";
+import "./widget.css";
+
+const stores = new WeakMap<AnyModel<WidgetState>, Store>();
+
+function storeFor(model: AnyModel<WidgetState>): Store {
+  let store = stores.get(model);
+  if (!store) {
+    store = new Store(model);
+    stores.set(model, store);
+  }
+  return store;
+}
+
+function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
+  const store = storeFor(model);
+  const onMessage = (msg: unknown, buffers: Bytes[]) => store.handle(msg, buffers ?? []);
+  const onPrompts = () => store.emit("prompts");
+  const onSites = () => store.emit("settings");
+  const onCircuit = () => store.emit("circuit");
+  model.on("msg:custom", onMessage);
+  model.on("change:prompts", onPrompts);
+  model.on("change:sites", onSites);
+  model.on("change:directions", onSites);
+  model.on("change:circuit", onCircuit);
+  return () => {
+    model.off("msg:custom", onMessage);
+    model.off("change:prompts", onPrompts);
+    model.off("change:sites", onSites);
+    model.off("change:directions", onSites);
+    model.off("change:circuit", onCircuit);
+    stores.delete(model);
+  };
+}
+
+function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }): () => void {
+  const store = storeFor(model);
+  const d = new Disposer();
+  const controls = new Controls(store, d);
+  const prompts = new PromptsPanel(store, d);
+  const heatmap = new HeatmapArea(store, d);
+  const circuit = new CircuitPanel(store, d);
+  const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
+  const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
+  const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
+  const code = h("textarea", { class: "pw-code", readonly: true, rows: 8, hidden: true, "aria-label": "generated code" });
+  const root = h(
+    "div",
+    { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
+    controls.el,
+    prompts.el,
+    error,
+    crumbs,
+    heatmap.el,
+    heatmap.notes,
+    message,
+    code,
+    circuit.el,
+  );
+  el.replaceChildren(root);
+
+  const renderCrumbs = () => {
+    crumbs.replaceChildren(
+      ...store.crumbs.map((c, i) => {
+        const last = i === store.crumbs.length - 1;
+        return h("button", {
+          type: "button",
+          class: last ? "pw-crumb pw-current" : "pw-crumb",
+          "data-testid": "pw-crumb",
+          "aria-current": last ? "page" : undefined,
+          text: c.label,
+          "data-index": i,
+        });
+      }),
+    );
+  };
+  d.listen<MouseEvent>(crumbs, "click", (e) => {
+    const index = (e.target as HTMLElement).closest<HTMLElement>("[data-index]")?.dataset.index;
+    if (index !== undefined) store.goTo(Number(index));
+  });
+
+  const renderStatus = () => {
+    root.dataset.status = store.status;
+    const err = store.error;
+    error.hidden = !err;
+    error.textContent = err ? err.message : "";
+    controls.updateStatus();
+  };
+
+  const onTopic = (topic: Topic) => {
+    switch (topic) {
+      case "view":
+        renderCrumbs();
+        heatmap.schedule();
+        renderStatus();
+        break;
+      case "progress":
+        heatmap.schedule();
+        controls.updateStatus();
+        break;
+      case "settings":
+        controls.updateSites();
+        controls.updateSettings();
+        heatmap.schedule();
+        circuit.update();
+        break;
+      case "circuit":
+        circuit.update();
+        heatmap.schedule();
+        break;
+      case "prompts":
+        prompts.update();
+        renderStatus();
+        break;
+      case "status":
+        renderStatus();
+        break;
+      case "message":
+        message.textContent = store.message;
+        code.hidden = store.code === null;
+        code.value = store.code ?? "";
+        renderStatus();
+        break;
+    }
+  };
+  d.add(store.subscribe(onTopic));
+  renderCrumbs();
+  renderStatus();
+  heatmap.update();
+  return () => {
+    d.dispose();
+    el.replaceChildren();
+  };
+}
+
+export default { initialize, render };

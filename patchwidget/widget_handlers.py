@@ -1,0 +1,364 @@
+"""Handlers of the front end's requests (see js/PROTOCOL.md); mixed into PatchingWidget.
+
+Engine work (sweeps, circuits, new prompts) runs in a worker thread through ``JobQueue``; the rest
+answers at once. Every request gets exactly one final reply carrying its id.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any
+
+from .codegen import ExperimentSource, circuit_code, view_code
+from .widget_jobs import Job
+from .widget_messages import (
+    ComponentSpec,
+    MessageError,
+    ViewRequest,
+    message_type,
+    parse_components,
+    parse_metric,
+    parse_prompt_text,
+    parse_view,
+    require_id,
+)
+from .widget_views import ViewData, circuit_payload
+
+PROGRESS_INTERVAL_S = 0.2
+MAX_KEPT_VIEWS = 32
+
+
+class HandlersMixin:
+    """Message dispatch; expects the attributes PatchingWidget sets up."""
+
+    def _on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+        request_id = None
+        try:
+            request_id = require_id(content)
+            kind = message_type(content)
+        except MessageError as error:
+            entry = self._record(request_id, "invalid")
+            self._fail(entry, error, error.field)
+            return
+        handler = getattr(self, f"_handle_{kind}", None) if kind in HANDLED else None
+        entry = self._record(request_id, kind if handler else "invalid")
+        if handler is None:
+            self._fail(entry, MessageError(f"unknown request type {kind!r}", "type"), "type")
+            return
+        try:
+            handler(request_id, content, entry)
+        except MessageError as error:
+            self._fail(entry, error, error.field)
+        except Exception as error:
+            self._internal_error(entry, error)
+
+    # ---- engine jobs ----------------------------------------------------------------------
+
+    def _handle_sweep(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
+        request = parse_view(msg, self._limits(), self._site_reasons())
+        entry.update(
+            kind="sweep",
+            site=request.site if request.kind == "sweep" else "head_parts",
+            direction=request.direction,
+            layers=_maybe_list(request.layers),
+            heads=_maybe_list(request.heads),
+            positions=_maybe_list(request.positions),
+        )
+        self._submit(
+            Job(request_id, "sweep"), entry, lambda job: self._run_view(job, request, entry)
+        )
+
+    def _handle_circuit(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
+        specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
+        entry.update(direction="both")
+        self._submit(
+            Job(request_id, "circuit"), entry, lambda job: self._run_circuit(job, specs, entry)
+        )
+
+    def _handle_set_prompts(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        clean, corrupted, answers = parse_prompt_text(msg)
+        self._submit(
+            Job(request_id, "set_prompts"),
+            entry,
+            lambda job: self._run_set_prompts(job, clean, corrupted, answers, entry),
+        )
+
+    def _submit(self, job: Job, entry: dict[str, Any], work: Any) -> None:
+        self.status = "running"
+        self._jobs.submit(job, lambda j: self._guarded(j, entry, work))
+
+    def _guarded(self, job: Job, entry: dict[str, Any], work: Any) -> None:
+        try:
+            if job.superseded:
+                self._superseded(job, entry)
+            else:
+                work(job)
+        except MessageError as error:
+            self._fail(entry, error, error.field)
+        except Exception as error:
+            self._internal_error(entry, error)
+        finally:
+            if self._jobs.is_current(job) or self._jobs.current is None:
+                self.status = "idle"
+
+    def _superseded(self, job: Job, entry: dict[str, Any]) -> None:
+        entry.update(status="superseded")
+        self._reply({"type": "superseded", "id": job.id})
+
+    def _run_view(self, job: Job, request: ViewRequest, entry: dict[str, Any]) -> None:
+        exp = self.experiment
+        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens))
+        sweeps = _sweep_calls(request, self._kv_group())
+        last_sent = [0.0]
+        totals: list[int] = []
+        self._reply({"type": "started", "id": job.id, "kind": "sweep"})
+
+        for index, (direction, site, kwargs) in enumerate(sweeps):
+            if job.cancel.is_set():
+                break
+            offset = sum(totals)
+
+            def on_progress(
+                done: int,
+                total: int,
+                partial: Any,
+                site: str = site,
+                direction: str = direction,
+                offset: int = offset,
+                index: int = index,
+            ) -> None:
+                if len(totals) == index:
+                    totals.append(total)
+                view.done = offset + done
+                view.total = sum(totals) + total * (len(sweeps) - len(totals))
+                view.put(direction, site, partial)
+                now = time.monotonic()
+                if now - last_sent[0] >= PROGRESS_INTERVAL_S and not job.superseded:
+                    last_sent[0] = now
+                    self._reply(
+                        {"type": "progress", "id": job.id, "meta": view.meta("running")},
+                        [view.buffer()],
+                    )
+
+            result = exp.sweep(
+                site,
+                direction=direction,
+                on_progress=on_progress,
+                cancel=job.cancel,
+                progress=False,
+                **kwargs,
+            )
+            if len(totals) == index:
+                totals.append(int(view.total or 0))
+            view.finish(direction, site, result)
+        if job.superseded:
+            self._superseded(job, entry)
+            return
+        complete = len(view.results) == len(sweeps) and all(r.complete for *_, r in view.results)
+        status = "done" if complete else "cancelled"
+        if view.ready:
+            self._publish_view(view, status)
+        else:
+            self._reply({"type": "result", "id": job.id, "meta": None, "status": status})
+        entry.update(status=status)
+
+    def _publish_view(self, view: ViewData, status: str) -> None:
+        meta, buffer = view.meta(status), view.buffer()
+        self.result = view.results[-1][2] if view.results else None
+        self.results = [r for *_, r in view.results]
+        self._views[view.id] = view
+        for old in list(self._views)[:-MAX_KEPT_VIEWS]:
+            del self._views[old]
+        with self.hold_sync():
+            self.result_meta = meta
+            self.result_bytes = buffer
+        self._reply({"type": "result", "id": view.id, "meta": meta, "status": status}, [buffer])
+
+    def _run_circuit(self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any]) -> None:
+        from .components import Component
+
+        self._reply({"type": "started", "id": job.id, "kind": "circuit"})
+        group = self._kv_group()
+        components = [
+            Component(
+                s.site,
+                s.layer,
+                head=_engine_head(s.site, s.head, group),
+                pos=s.pos,
+                neuron=s.neuron,
+            )
+            for s in specs
+        ]
+        checks = self.experiment.circuit(components)
+        if job.superseded:
+            self._superseded(job, entry)
+            return
+        as_json = [
+            {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
+        ]
+        meta, buffer = circuit_payload(job.id, as_json, checks.results)
+        with self.hold_sync():
+            self.circuit_meta = meta
+            self.circuit_bytes = buffer
+        self.circuit_checks = checks
+        entry.update(status="done")
+        self._reply({"type": "circuit_result", "id": job.id, "meta": meta}, [buffer])
+
+    def _run_set_prompts(
+        self,
+        job: Job,
+        clean: list[str],
+        corrupted: list[str],
+        answers: list[tuple[str, str]],
+        entry: dict[str, Any],
+    ) -> None:
+        from .experiment import Experiment
+
+        old = self.experiment
+        try:
+            exp = Experiment(
+                old.model,
+                clean=clean,
+                # Noise and ablations define the corrupted run themselves.
+                corrupted=None if old.corruption is not None else corrupted,
+                answers=answers,
+                corruption=old.corruption,
+                batch_size=old.batch_size,
+                memory_budget=old.memory_budget,
+            )
+        except (ValueError, TypeError) as error:
+            raise MessageError(str(error), _prompt_field(str(error))) from error
+        if job.superseded:
+            self._superseded(job, entry)
+            return
+        self.experiment = exp
+        self.result, self.results = None, []
+        with self.hold_sync():
+            self._describe_experiment()
+            self.result_meta, self.result_bytes = {}, b""
+            self.circuit_meta, self.circuit_bytes = {}, b""
+        entry.update(status="done")
+        self._reply({"type": "prompts_set", "id": job.id})
+
+    # ---- immediate requests ---------------------------------------------------------------
+
+    def _handle_cancel(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
+        job = self._jobs.cancel()
+        entry.update(status="done")
+        if job is None:
+            self._reply({"type": "ack", "id": request_id, "message": "nothing is running"})
+        else:
+            self._reply(
+                {
+                    "type": "ack",
+                    "id": request_id,
+                    "message": f"cancelling {job.id}",
+                    "target": job.id,
+                }
+            )
+
+    def _handle_copy_code(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        source = self._source()
+        if msg.get("what") == "circuit":
+            specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
+            code = circuit_code(source, [vars(s) for s in specs])
+        else:
+            request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
+            metric, normalized = parse_metric(msg)
+            code = view_code(source, request.to_json(), metric, normalized, self._kv_group())
+        entry.update(status="done")
+        self._reply({"type": "code", "id": request_id, "code": code})
+
+    def _handle_save_figure(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        from matplotlib.figure import Figure
+
+        metric, normalized = parse_metric(msg)
+        view_id = msg.get("view_id")
+        view = self._views.get(view_id) if isinstance(view_id, int) else None
+        if view is None or not view.results:
+            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
+        results = view.results
+        fig = Figure(figsize=(5.5 * len(results), 4.5), layout="constrained")
+        axes = fig.subplots(1, len(results), squeeze=False)[0]
+        for ax, (direction, site, result) in zip(axes, results, strict=True):
+            result.plot(metric, normalized=normalized, ax=ax)
+            ax.set_title(f"{site} · {direction}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = pathlib.Path.cwd() / f"patchwidget-{view.request.site}-{metric}-{stamp}.png"
+        fig.savefig(path, dpi=150)
+        entry.update(status="done")
+        self._reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _kv_group(self) -> int:
+        info = self.experiment.info
+        n_kv = info.get("n_kv_heads") or info["n_heads"]
+        return max(1, int(info["n_heads"]) // int(n_kv))
+
+    def _source(self) -> ExperimentSource:
+        exp = self.experiment
+        corruption = exp.corruption
+        return ExperimentSource(
+            model_expr=self.model_expr,
+            clean=tuple(self.prompts["clean"]),
+            corrupted=() if corruption is not None else tuple(self.prompts["corrupted"]),
+            answers=tuple(tuple(a) for a in self.prompts["answers"]),
+            corruption_expr=None if corruption is None else f"pw.{corruption!r}",
+        )
+
+
+HANDLED = ("sweep", "circuit", "set_prompts", "cancel", "copy_code", "save_figure")
+
+
+def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """(direction, site, keyword arguments) of each engine sweep the view needs."""
+    from .components import HEAD_PART_SITES
+
+    base = {
+        k: list(v)
+        for k, v in (
+            ("layers", request.layers),
+            ("heads", request.heads),
+            ("positions", request.positions),
+            ("neurons", request.neurons),
+        )
+        if v is not None
+    }
+    calls = []
+    for direction in request.directions:
+        if request.kind == "sweep":
+            calls.append((direction, request.site, base))
+            continue
+        for site in HEAD_PART_SITES:
+            kwargs = dict(base, by_pos=True)
+            kwargs["heads"] = [_engine_head(site, request.heads[0], kv_group)]
+            calls.append((direction, site, kwargs))
+    return calls
+
+
+def _engine_head(site: str, head: int | None, kv_group: int) -> int | None:
+    """Front-end heads are query heads; k/v sites index key/value heads (grouped-query)."""
+    if head is not None and site in ("head_k", "head_v"):
+        return head // kv_group
+    return head
+
+
+def _prompt_field(message: str) -> str:
+    lowered = message.lower()
+    if "answer" in lowered:
+        return "answers"
+    if "corrupted" in lowered:
+        return "corrupted"
+    return "clean"
+
+
+def _maybe_list(values: tuple[int, ...] | None) -> list[int] | None:
+    return None if values is None else list(values)

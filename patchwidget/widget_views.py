@@ -1,0 +1,146 @@
+"""The arrays of one heatmap view, filled in as sweeps report, and their wire format.
+
+A view is one request: a sweep of one site (or the q/k/v/pattern parts of one head) in one or
+both directions. On the wire it is a JSON ``meta`` dict plus one little-endian float32 buffer:
+for each direction in ``meta["directions"]``, the readouts (``*shape, n_pairs, 6``), then the
+clean and the corrupted baseline readouts (``n_pairs, 6`` each).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .components import HEAD_PART_SITES
+from .readouts import READOUT_FIELDS
+from .widget_messages import ViewRequest
+
+PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
+_F32 = np.dtype("<f4")
+
+
+class ViewData:
+    """Readouts of one view; slots are filled from (partial) PatchResults."""
+
+    def __init__(self, request_id: int, request: ViewRequest, n_pairs: int) -> None:
+        self.id = request_id
+        self.request = request
+        self.n_pairs = n_pairs
+        self.started = time.monotonic()
+        self.axes: list[str] = []
+        self.labels: dict[str, list[str]] = {}
+        self.coords: dict[str, list[Any]] = {}
+        self.fixed: dict[str, int] = {}
+        self.shape: list[int] = []
+        self.panels: dict[str, dict[str, np.ndarray]] = {}
+        self.results: list[tuple[str, str, Any]] = []
+        self.done = 0
+        self.total = 0
+
+    def put(self, direction: str, site: str, result: Any) -> None:
+        """Copy a (partial) result's readouts into the view."""
+        readouts = np.asarray(result.readouts, dtype=np.float32)
+        if not self.panels:
+            self._allocate(result, readouts)
+        panel = self.panels[direction]
+        if self.request.kind == "head_parts":
+            panel["readouts"][HEAD_PART_SITES.index(site)] = readouts.reshape(
+                panel["readouts"].shape[1:]
+            )
+        else:
+            panel["readouts"][...] = readouts
+        panel["clean"][...] = np.asarray(result.clean_readouts, dtype=np.float32)
+        panel["corrupted"][...] = np.asarray(result.corrupted_readouts, dtype=np.float32)
+
+    def finish(self, direction: str, site: str, result: Any) -> None:
+        """A sweep ended (complete or cancelled): keep the result for figures and code."""
+        self.put(direction, site, result)
+        self.results.append((direction, site, result))
+
+    def _allocate(self, result: Any, readouts: np.ndarray) -> None:
+        if self.request.kind == "head_parts":
+            pos_axis = list(result.axes).index("pos")
+            n_pos = readouts.shape[pos_axis]
+            self.axes = ["site", "pos"]
+            self.shape = [len(HEAD_PART_SITES), n_pos]
+            self.labels = {
+                "site": [PART_LABELS[s] for s in HEAD_PART_SITES],
+                "pos": list(result.labels["pos"]),
+            }
+            self.coords = {"site": list(HEAD_PART_SITES), "pos": list(result.coords["pos"])}
+            self.fixed = {"layer": self.request.layers[0], "head": self.request.heads[0]}
+        else:
+            self.axes = list(result.axes)
+            self.shape = list(readouts.shape[:-2])
+            self.labels = {a: list(result.labels[a]) for a in self.axes}
+            self.coords = {a: [int(c) for c in result.coords[a]] for a in self.axes}
+        full = (*self.shape, self.n_pairs, len(READOUT_FIELDS))
+        base = (self.n_pairs, len(READOUT_FIELDS))
+        for direction in self.request.directions:
+            self.panels[direction] = {
+                "readouts": np.full(full, np.nan, dtype=np.float32),
+                "clean": np.full(base, np.nan, dtype=np.float32),
+                "corrupted": np.full(base, np.nan, dtype=np.float32),
+            }
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.panels)
+
+    def meta(self, status: str) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        eta = None
+        if 0 < self.done < self.total:
+            eta = elapsed / self.done * (self.total - self.done)
+        return {
+            "id": self.id,
+            "status": status,
+            "request": self.request.to_json(),
+            "site": self.request.site,
+            "kind": self.request.kind,
+            "directions": list(self.request.directions),
+            "axes": self.axes,
+            "shape": self.shape,
+            "labels": self.labels,
+            "coords": self.coords,
+            "fixed": self.fixed,
+            "n_pairs": self.n_pairs,
+            "fields": list(READOUT_FIELDS),
+            "done": self.done,
+            "total": self.total,
+            "elapsed_s": round(elapsed, 3),
+            "eta_s": None if eta is None else round(eta, 1),
+        }
+
+    def buffer(self) -> bytes:
+        parts = []
+        for direction in self.request.directions:
+            panel = self.panels[direction]
+            parts += [panel["readouts"], panel["clean"], panel["corrupted"]]
+        return b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
+
+
+def circuit_payload(
+    request_id: int, components: list[dict[str, Any]], results: dict[tuple[str, str], Any]
+) -> tuple[dict[str, Any], bytes]:
+    """Meta and buffer of a circuit check: per entry, readouts then clean and corrupted."""
+    entries, parts, n_pairs = [], [], 0
+    for (direction, which), result in results.items():
+        readouts = np.asarray(result.readouts, dtype=_F32)
+        n_pairs = readouts.shape[-2]
+        entries.append({"direction": direction, "which": which})
+        parts += [
+            readouts.reshape(n_pairs, len(READOUT_FIELDS)),
+            np.asarray(result.clean_readouts, dtype=_F32),
+            np.asarray(result.corrupted_readouts, dtype=_F32),
+        ]
+    meta = {
+        "id": request_id,
+        "components": components,
+        "entries": entries,
+        "n_pairs": n_pairs,
+        "fields": list(READOUT_FIELDS),
+    }
+    return meta, b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
