@@ -6,13 +6,21 @@ engine's readouts with the reference's, family by family and site by site.
 
 from __future__ import annotations
 
+import functools
+import itertools
+from typing import Any
+
+import numpy as np
 import pytest
 import torch
 from conftest import (
     ANSWERS,
     CLEAN,
+    CORE_FAMILIES,
     CORRUPTED,
     FAMILIES,
+    PARALLEL_FAMILIES,
+    engine_model,
     make_model,
     make_tokenizer,
     reference_for,
@@ -20,6 +28,7 @@ from conftest import (
 from reference import KIND_OF_SITE, Comp, Scenario
 
 ATOL = 1e-4
+NEURONS = (0, 5, 33, 63)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, msg: str | None = None) -> None:
@@ -203,3 +212,103 @@ def test_word_tokenizer() -> None:
     tok = make_tokenizer()
     assert tok.convert_ids_to_tokens(tok("w5 w17")["input_ids"]) == ["<bos>", "w5", "w17"]
     assert tok(" w7", add_special_tokens=False)["input_ids"] == [10]
+
+
+# ---- engine vs reference ------------------------------------------------------------------------
+SIMPLE_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+HEAD_SITES = ("head", "head_by_pos", "head_q", "head_k", "head_v", "head_pattern")
+BY_POS_SITES = ("head_q", "head_k", "head_v", "head_pattern")
+DIRECTIONS = ("denoising", "noising")
+FIELDS = ("logit_correct", "logit_incorrect", "lse", "kl_clean", "kl_corrupted", "rank")
+
+
+@functools.cache
+def counterfactual(family: str) -> tuple[Any, Scenario]:
+    """The engine's experiment and the reference scenario on the same 3 counterfactual pairs."""
+    pw = pytest.importorskip("patchwidget")
+    exp = pw.Experiment(engine_model(family), clean=CLEAN, corrupted=CORRUPTED, answers=ANSWERS)
+    return exp, Scenario(reference_for(family), CLEAN, ANSWERS, corrupted=CORRUPTED)
+
+
+def reference_cells(
+    res: Any, site: str, together: tuple[int, ...] | None = None
+) -> list[list[Comp]]:
+    """One reference patch set per sweep cell, in the row-major order of `res.axes`."""
+    ref_site = "head" if site == "head_by_pos" else site
+    cells = []
+    for values in itertools.product(*(res.coords[a] for a in res.axes)):
+        at = dict(zip(res.axes, values, strict=True))
+        comp = Comp(
+            ref_site, at["layer"], at.get("head"), at.get("pos", together), at.get("neuron")
+        )
+        cells.append([comp])
+    return cells
+
+
+def expected_readouts(
+    sc: Scenario, res: Any, site: str, direction: str, together=None
+) -> np.ndarray:
+    shape = tuple(len(res.coords[a]) for a in res.axes)
+    got = sc.patched(direction, reference_cells(res, site, together))
+    return got.numpy().reshape(*shape, sc.n_pairs, len(FIELDS))
+
+
+def assert_readouts_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Engine readouts equal the reference's to ATOL; the message names the worst field and cell."""
+    got = np.asarray(got, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, reference {want.shape}"
+    err = np.abs(got - want)
+    if not np.all(err <= ATOL + 1e-4 * np.abs(want)):
+        worst = np.unravel_index(np.nanargmax(np.where(np.isnan(err), np.inf, err)), err.shape)
+        pytest.fail(
+            f"{what}: max |engine - reference| = {np.nanmax(err):.3g} "
+            f"({np.isnan(err).sum()} NaN) at index {worst} (field {FIELDS[worst[-1]]}): "
+            f"engine {got[worst]:.6g}, reference {want[worst]:.6g}"
+        )
+
+
+def assert_baselines(res: Any, sc: Scenario, what: str) -> None:
+    clean, corrupted = sc.baselines()
+    assert_readouts_close(res.clean_readouts, clean.numpy(), f"{what} clean baseline")
+    assert_readouts_close(res.corrupted_readouts, corrupted.numpy(), f"{what} corrupted baseline")
+
+
+def assert_sweep_matches(sc: Scenario, res: Any, site: str, direction: str, **kw: Any) -> None:
+    want = expected_readouts(sc, res, site, direction, kw.get("together"))
+    assert np.ptp(want[..., 0]) > 1e-2, "test is vacuous: no cell moves the correct logit"
+    assert_baselines(res, sc, f"{site} {direction}")
+    assert_readouts_close(res.readouts, want, f"{site} {direction} readouts")
+
+
+def _sweep_cases() -> list:
+    cases = []
+    for family in FAMILIES:
+        for site in (*SIMPLE_SITES, *HEAD_SITES, "neuron"):
+            if site == "resid_mid" and family in PARALLEL_FAMILIES:
+                continue
+            cases += [pytest.param(family, site, d, id=f"{family}-{site}-{d}") for d in DIRECTIONS]
+    return cases
+
+
+@pytest.mark.parametrize(("family", "site", "direction"), _sweep_cases())
+def test_sweep_matches_reference(family: str, site: str, direction: str) -> None:
+    exp, sc = counterfactual(family)
+    kw = {"neurons": NEURONS} if site == "neuron" else {}
+    res = exp.sweep(site, direction=direction, progress=False, **kw)
+    want_axes = {"head_by_pos": ("layer", "head", "pos"), "neuron": ("layer", "neuron")}
+    assert res.axes == want_axes.get(
+        site, ("layer", "head") if "head" in site else ("layer", "pos")
+    )
+    assert res.site == site and res.direction == direction and res.complete
+    assert_sweep_matches(sc, res, site, direction)
+
+
+@pytest.mark.parametrize("family", CORE_FAMILIES)
+@pytest.mark.parametrize("site", BY_POS_SITES)
+def test_by_pos_sweep_matches_reference(family: str, site: str) -> None:
+    exp, sc = counterfactual(family)
+    for direction in DIRECTIONS:
+        res = exp.sweep(site, direction=direction, by_pos=True, progress=False)
+        assert res.axes == ("layer", "head", "pos")
+        assert len(res.coords["pos"]) == sc.n_pos
+        assert_sweep_matches(sc, res, site, direction)
