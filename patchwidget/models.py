@@ -37,7 +37,11 @@ def load_model(
         model.set_attn_implementation("eager")
         wrapped = TransformersModel(model, tokenizer=tokenizer)
     elif isinstance(model, str):
-        options: dict[str, Any] = {"attn_implementation": "eager", **kwargs}
+        options: dict[str, Any] = {
+            "attn_implementation": "eager",
+            "task": "text-generation",
+            **kwargs,
+        }
         if dtype is not None:
             options["dtype"] = _as_dtype(dtype)
         if device is not None:
