@@ -69,7 +69,8 @@ stamp=".venv/.patchwidget-install"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 stale_js=""
 if [ -f "$BUNDLE" ]; then
-    stale_js="$(find js -path js/node_modules -prune -o -type f -newer "$BUNDLE" -print -quit)"
+    stale_js="$(find js \( -path js/node_modules -o -path js/tests \) -prune -o -type f \
+        -newer "$BUNDLE" -print -quit)"
 fi
 if [ ! -f "$BUNDLE" ] || [ -n "$stale_js" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     if [ -n "$stale_js" ]; then
