@@ -20,12 +20,13 @@ from conftest import (
     CORRUPTED,
     FAMILIES,
     PARALLEL_FAMILIES,
+    REFERENCE_PROMPTS,
     engine_model,
     make_model,
     make_tokenizer,
     reference_for,
 )
-from reference import KIND_OF_SITE, Comp, Scenario
+from reference import KIND_OF_SITE, Comp, Scenario, Trace
 
 ATOL = 1e-4
 NEURONS = (0, 5, 33, 63)
@@ -274,7 +275,7 @@ def assert_baselines(res: Any, sc: Scenario, what: str) -> None:
 
 
 def assert_sweep_matches(sc: Scenario, res: Any, site: str, direction: str, **kw: Any) -> None:
-    want = expected_readouts(sc, res, site, direction, kw.get("together"))
+    want = expected_readouts(sc, res, site, direction.split()[0], kw.get("together"))
     assert np.ptp(want[..., 0]) > 1e-2, "test is vacuous: no cell moves the correct logit"
     assert_baselines(res, sc, f"{site} {direction}")
     assert_readouts_close(res.readouts, want, f"{site} {direction} readouts")
@@ -312,3 +313,165 @@ def test_by_pos_sweep_matches_reference(family: str, site: str) -> None:
         assert res.axes == ("layer", "head", "pos")
         assert len(res.coords["pos"]) == sc.n_pos
         assert_sweep_matches(sc, res, site, direction)
+
+
+def _mixed_components(pw: Any, family: str) -> list[Any]:
+    """A confirmatory set touching every kind of hook point, overlapping in layers."""
+    comps = [
+        pw.Component("head", 0, head=1),
+        pw.Component("head_by_pos", 1, head=2, pos=6),
+        pw.Component("mlp_out", 0, pos=4),
+        pw.Component("attn_out", 1, pos=9),
+        pw.Component("head_v", 1, head=1),
+        pw.Component("head_pattern", 1, head=3, pos=9),
+        pw.Component("neuron", 1, neuron=7),
+        pw.Component("neuron", 0, neuron=12, pos=6),
+        pw.Component("head_q", 1, head=0, pos=9),
+        pw.Component("head_k", 0, head=0),
+    ]
+    if family not in PARALLEL_FAMILIES:
+        comps.append(pw.Component("resid_mid", 0, pos=3))
+    return comps
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_confirmatory_patch_matches_reference(family: str) -> None:
+    pw = pytest.importorskip("patchwidget")
+    exp, sc = counterfactual(family)
+    comps = _mixed_components(pw, family)
+    ref_comps = [Comp(c.site, c.layer, c.head, c.pos, c.neuron) for c in comps]
+    for direction in DIRECTIONS:
+        res = exp.patch(comps, direction=direction)
+        want = sc.patched(direction, [ref_comps]).numpy()
+        assert np.ptp(want[..., 0] - sc.baselines()[1].numpy()[:, 0]) > 1e-3
+        assert_baselines(res, sc, f"patch {direction}")
+        assert_readouts_close(res.readouts, want, f"{family} patch {direction}")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox_sequential", "llama_gqa", "gemma2"])
+def test_restricted_sweeps_are_sub_arrays(family: str) -> None:
+    exp, _ = counterfactual(family)
+    restrictions = [
+        ("resid_pre", {"layers": [1], "positions": [9, 4]}),
+        ("head", {"layers": [1, 0], "heads": [3]}),
+        ("head_by_pos", {"heads": [0, 2], "positions": [0, 5, 9]}),
+        ("head_k", {"heads": [1], "by_pos": True, "positions": [8]}),
+        ("neuron", {"layers": [0], "neurons": [3, 60]}),
+    ]
+    for site, kw in restrictions:
+        full = exp.sweep(site, by_pos=kw.get("by_pos", False), progress=False)
+        res = exp.sweep(site, progress=False, **kw)
+        want_coords = dict(full.coords)
+        for axis, arg in (("layer", "layers"), ("head", "heads"), ("neuron", "neurons")):
+            if arg in kw:
+                want_coords[axis] = tuple(kw[arg])
+        if "pos" in res.axes and "positions" in kw:
+            want_coords["pos"] = tuple(kw["positions"])
+        assert res.axes == full.axes
+        assert {a: tuple(v) for a, v in res.coords.items()} == want_coords, site
+        index = np.ix_(*(
+            [list(full.coords[a]).index(v) for v in want_coords[a]] for a in full.axes
+        ))  # fmt: skip
+        assert_readouts_close(res.readouts, full.readouts[index], f"restricted {site}")
+        if site != "neuron":
+            assert res.labels["layer"] == tuple(f"L{layer}" for layer in want_coords["layer"])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama_gqa"])
+def test_positions_without_a_pos_axis_are_patched_together(family: str) -> None:
+    exp, sc = counterfactual(family)
+    together = (4, 6, 9)
+    for site, kw in (("head", {}), ("head_v", {}), ("neuron", {"neurons": [2, 40]})):
+        for direction in DIRECTIONS:
+            res = exp.sweep(
+                site, direction=direction, positions=list(together), progress=False, **kw
+            )
+            assert "pos" not in res.axes
+            want = expected_readouts(sc, res, site, direction, together)
+            assert_readouts_close(res.readouts, want, f"{site} {direction} at positions {together}")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma"])
+def test_pairs_are_independent(family: str) -> None:
+    """Each pair of a 3-pair experiment reads out as if it were run alone."""
+    pw = pytest.importorskip("patchwidget")
+    exp, _ = counterfactual(family)
+    multi = exp.sweep("head_by_pos", direction="noising", heads=[1], progress=False)
+    assert multi.readouts.shape[-2:] == (3, 6)
+    per_pair = np.asarray(multi.values("logit_diff", per_pair=True))
+    assert per_pair.shape == (*multi.shape, 3)
+    assert multi.values("logit_diff", per_pair=True).axes[-1] == "pair"
+    for i in range(3):
+        single = pw.Experiment(
+            engine_model(family), clean=[CLEAN[i]], corrupted=[CORRUPTED[i]], answers=[ANSWERS[i]]
+        )
+        res = single.sweep("head_by_pos", direction="noising", heads=[1], progress=False)
+        assert_readouts_close(res.readouts[..., 0, :], multi.readouts[..., i, :], f"pair {i}")
+        np.testing.assert_allclose(
+            per_pair[..., i], np.asarray(res.values("logit_diff")), atol=ATOL
+        )
+
+
+# ---- corruptions other than counterfactual prompts --------------------------------------------
+@pytest.mark.parametrize("family", ["gpt2", "neox_parallel", "llama_gqa", "gemma2"])
+def test_gaussian_noise_matches_reference(family: str) -> None:
+    pw = pytest.importorskip("patchwidget")
+    corruption = pw.GaussianNoise(std=0.8, positions=(2, 3, 4), seed=5)
+    exp = pw.Experiment(engine_model(family), clean=CLEAN, answers=ANSWERS, corruption=corruption)
+    noise = exp.noise.float()
+    ref = reference_for(family)
+    assert noise.shape == (3, 10, ref.d_model)
+    assert torch.all(noise[:, [0, 1, 5, 6, 7, 8, 9]] == 0) and noise[:, 2:5].abs().min() > 0
+    assert 0.6 < float(noise[:, 2:5].std()) < 1.0
+    sc = Scenario(ref, CLEAN, ANSWERS, noise=noise)
+    for site, kw in (("resid_pre", {}), ("head", {}), ("mlp_out", {"layers": [0]})):
+        for direction in DIRECTIONS:
+            res = exp.sweep(site, direction=direction, progress=False, **kw)
+            assert_sweep_matches(sc, res, site, direction)
+
+
+def test_gaussian_noise_default_std_is_three_embedding_stds() -> None:
+    pw = pytest.importorskip("patchwidget")
+    exp = pw.Experiment(
+        engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=pw.GaussianNoise(seed=1)
+    )
+    embed_std = float(reference_for("gpt2").model.get_input_embeddings().weight.std())
+    assert abs(float(exp.noise.std()) / (3 * embed_std) - 1) < 0.1
+    again = pw.Experiment(
+        engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=pw.GaussianNoise(seed=1)
+    )
+    assert torch.equal(exp.noise, again.noise), "same seed, same noise"
+
+
+def _ablation_cases(pw: Any, ref: Any, n_pairs: int) -> dict[str, tuple[Any, Trace]]:
+    """Engine corruption and the reference's patched-in values (one row per pair)."""
+    _, clean_tr = ref.run(ref.encode(CLEAN), capture=True)
+    _, mean_tr = ref.run(ref.encode(REFERENCE_PROMPTS), capture=True)
+    _, one_tr = ref.run(ref.encode(REFERENCE_PROMPTS[:1]), capture=True)
+    return {
+        "zero": (pw.ZeroAblation(), clean_tr.zeros()),
+        "mean": (pw.MeanAblation(reference=REFERENCE_PROMPTS), mean_tr.mean(n_pairs)),
+        "resample": (
+            pw.ResampleAblation(reference=REFERENCE_PROMPTS[:1], seed=3),
+            one_tr.rows([0] * n_pairs),
+        ),
+    }
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox_sequential", "llama_gqa", "gemma"])
+def test_ablations_match_reference(family: str) -> None:
+    pw = pytest.importorskip("patchwidget")
+    ref = reference_for(family)
+    for name, (corruption, values) in _ablation_cases(pw, ref, len(CLEAN)).items():
+        exp = pw.Experiment(
+            engine_model(family), clean=CLEAN, answers=ANSWERS, corruption=corruption
+        )
+        sc = Scenario(ref, CLEAN, ANSWERS, ablation=values)
+        for site, kw in (
+            ("resid_pre", {"layers": [1]}),
+            ("head", {}),
+            ("head_pattern", {"layers": [1]}),
+            ("neuron", {"neurons": [1, 30]}),
+        ):
+            res = exp.sweep(site, direction="noising", progress=False, **kw)
+            assert_sweep_matches(sc, res, site, f"noising ({name})")
