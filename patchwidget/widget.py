@@ -6,6 +6,7 @@ import pathlib
 import threading
 import time
 import traceback
+import uuid
 from typing import Any
 
 import anywidget
@@ -30,6 +31,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     _esm = STATIC / "widget.js"
     _css = STATIC / "widget.css"
 
+    _model_key = t.Unicode().tag(sync=True)  # finds the front end's per-model state
     info = t.Dict().tag(sync=True)
     sites = t.List().tag(sync=True)
     directions = t.Dict().tag(sync=True)
@@ -53,7 +55,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             experiment = Experiment(experiment, **kwargs)
         elif kwargs:
             raise TypeError("pass either an Experiment or a model with prompt keywords, not both")
-        super().__init__()
+        super().__init__(_model_key=uuid.uuid4().hex)
         self.experiment = experiment
         self.result: Any = None
         self.results: list[Any] = []
@@ -72,7 +74,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         from .experiment import Experiment
 
         exp = Experiment(demo_model(), **demo_prompts(corruption, **prompt_kwargs))
-        return cls(exp, model_expr="pw.demo.demo_model()")
+        return cls(exp, model_expr="pw.demo_model()")
 
     def wait(self, timeout: float | None = 60) -> bool:
         """Block until the running job (if any) has finished; False on timeout."""

@@ -167,7 +167,7 @@ class HandlersMixin:
 
     def _publish_view(self, view: ViewData, status: str) -> None:
         meta, buffer = view.meta(status), view.buffer()
-        self.result = view.results[-1][2] if view.results else None
+        self.result = view.results[0][2] if view.results else None
         self.results = [r for *_, r in view.results]
         self._views[view.id] = view
         for old in list(self._views)[:-MAX_KEPT_VIEWS]:

@@ -70,7 +70,11 @@ export class Controls {
     );
 
     d.listen(this.site, "change", () => this.store.set("site", this.site.value));
-    d.listen(this.direction, "change", () => this.store.set("direction", this.direction.value as ViewDirection));
+    d.listen(this.direction, "change", () => {
+      const direction = this.direction.value as ViewDirection;
+      this.store.set("direction", direction);
+      this.store.rerunIn(direction, this.topRequest());
+    });
     d.listen(this.metric, "change", () => this.store.set("metric", this.metric.value as Metric));
     d.listen(this.normalized, "change", () => this.store.set("normalized", this.normalized.checked));
     d.listen(this.run, "click", () => this.store.runView(this.topRequest(), false));
@@ -82,7 +86,8 @@ export class Controls {
     this.updateStatus();
   }
 
-  private topRequest(): ViewRequest {
+  /** A sweep of the chosen site over everything, in the chosen direction. */
+  topRequest(): ViewRequest {
     return {
       kind: "sweep",
       site: this.site.value,

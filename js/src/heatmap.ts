@@ -4,7 +4,7 @@ import { describeComponent, drillRequest } from "./drill";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
-import { guidanceNotes } from "./notes";
+import { guidanceNotes, isOutsideUnit } from "./notes";
 import { N_FIELDS, type ComponentSpec, type Direction } from "./protocol";
 import type { Store, ViewState } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
@@ -115,7 +115,7 @@ export class HeatmapArea {
     const root = h(
       "figure",
       { class: "pw-panel" },
-      h("figcaption", {}, h("strong", { text: DIRECTION_TITLES[direction] }), " ", h("span", { class: "pw-meaning", text: DIRECTION_MEANING[direction] })),
+      h("figcaption", { title: DIRECTION_MEANING[direction] }, h("strong", { text: DIRECTION_TITLES[direction] })),
       holder,
       caption,
     );
@@ -282,7 +282,7 @@ export class HeatmapArea {
       const radius = Math.max(1.5, Math.min(g.cw, g.ch) / 8);
       for (let i = 0; i < p.values.length; i++) {
         const v = p.values[i];
-        if (!(v < 0 || v > 1)) continue;
+        if (!isOutsideUnit(v)) continue;
         const r = Math.floor(i / grid.nCols);
         const c = i % grid.nCols;
         ctx.beginPath();
@@ -352,7 +352,7 @@ export class HeatmapArea {
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
-    if (normalized && (v < 0 || v > 1)) lines.splice(2, 0, v < 0 ? "below 0: pushes towards the corrupted behaviour" : "above 1: overshoots the clean behaviour");
+    if (normalized && isOutsideUnit(v)) lines.splice(2, 0, v < 0 ? "below 0: pushes towards the corrupted behaviour" : "above 1: overshoots the clean behaviour");
     this.tooltip.replaceChildren(...lines.map((text, k) => h(k === 0 ? "strong" : "div", { text })));
     this.tooltip.hidden = false;
     const areaRect = this.el.getBoundingClientRect();

@@ -10,13 +10,16 @@ import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
 import "./widget.css";
 
-const stores = new WeakMap<AnyModel<WidgetState>, Store>();
+// anywidget hands `initialize` and each `render` a different proxy of one model, so stores are
+// found by a per-widget key that the kernel sets.
+const stores = new Map<string, Store>();
 
 function storeFor(model: AnyModel<WidgetState>): Store {
-  let store = stores.get(model);
+  const key = model.get("_model_key");
+  let store = stores.get(key);
   if (!store) {
     store = new Store(model);
-    stores.set(model, store);
+    stores.set(key, store);
   }
   return store;
 }
@@ -38,7 +41,7 @@ function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
     model.off("change:sites", onSites);
     model.off("change:directions", onSites);
     model.off("change:circuit", onCircuit);
-    stores.delete(model);
+    stores.delete(model.get("_model_key"));
   };
 }
 
@@ -136,6 +139,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   renderCrumbs();
   renderStatus();
   heatmap.update();
+  store.autoRun(controls.topRequest());
   return () => {
     d.dispose();
     el.replaceChildren();

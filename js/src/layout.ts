@@ -95,8 +95,8 @@ export function gridGeometry(width: number, grid: Pick<GridLayout, "nRows" | "nC
   const x0 = Math.min(140, 10 + longestRow * 7);
   const cw = Math.max(0.05, Math.min(MAX_CELL, (width - x0 - 8) / Math.max(1, grid.nCols)));
   const ch = Math.max(2, Math.min(26, Math.floor(MAX_GRID_HEIGHT / Math.max(1, grid.nRows))));
-  const rotateColLabels = cw < 44;
   const longestCol = Math.max(1, ...grid.colLabels.slice(0, 500).map((s) => s.length));
+  const rotateColLabels = longestCol * 6.5 > cw - 4;
   const y0 = cw >= 9 ? (rotateColLabels ? Math.min(90, 12 + longestCol * 5.5) : 22) : 20;
   return {
     x0,

@@ -14,10 +14,17 @@ export interface NoteInput {
   corruption: string;
 }
 
-/** Cells with a finite value outside [0, 1]. */
+/** How far past 0 or 1 a normalised value must be to count as outside (not rounding noise). */
+export const OUTSIDE_TOLERANCE = 1e-3;
+
+export function isOutsideUnit(v: number): boolean {
+  return v < -OUTSIDE_TOLERANCE || v > 1 + OUTSIDE_TOLERANCE;
+}
+
+/** Cells with a finite value clearly outside [0, 1]. */
 export function countOutsideUnit(values: ArrayLike<number>[]): number {
   let n = 0;
-  for (const a of values) for (let i = 0; i < a.length; i++) if (a[i] < 0 || a[i] > 1) n++;
+  for (const a of values) for (let i = 0; i < a.length; i++) if (isOutsideUnit(a[i])) n++;
   return n;
 }
 

@@ -80,6 +80,7 @@ export interface PromptState {
 
 /** Synced traitlets of PatchingWidget. */
 export interface WidgetState {
+  _model_key: string;
   info: Record<string, unknown>;
   sites: SiteInfo[];
   directions: Record<Direction, string | null>;

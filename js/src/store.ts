@@ -9,6 +9,7 @@ import {
   type ComponentSpec,
   type Reply,
   type ViewMeta,
+  type ViewDirection,
   type ViewRequest,
   type WidgetState,
 } from "./protocol";
@@ -50,6 +51,7 @@ export class Store {
   code: string | null = null;
   private nextId = 1;
   private latestCircuitId: number | null = null;
+  private autoRan = false;
   private listeners = new Set<Listener>();
 
   constructor(readonly model: AnyModel<WidgetState>) {
@@ -123,6 +125,28 @@ export class Store {
     this.crumbs = push ? [...this.crumbs, crumb] : [crumb];
     this.activeViewId = this.send("sweep", { ...request });
     this.emit("view");
+  }
+
+  /** The current view again in another direction; earlier breadcrumb levels rerun when revisited. */
+  rerunIn(direction: ViewDirection, fallback: ViewRequest): void {
+    const current = this.current;
+    if (!current) {
+      this.runView({ ...fallback, direction }, false);
+      return;
+    }
+    for (const crumb of this.crumbs) {
+      crumb.request = { ...crumb.request, direction };
+      crumb.view = null;
+    }
+    this.crumbs = this.crumbs.slice(0, -1);
+    this.runView(current.request, true);
+  }
+
+  /** First display without a saved result: sweep the chosen site once, so there's a map to see. */
+  autoRun(request: ViewRequest): void {
+    if (this.autoRan || this.crumbs.length || this.running) return;
+    this.autoRan = true;
+    this.runView(request, false);
   }
 
   /** Go back to breadcrumb `index`; its result is kept in the browser, so nothing reruns. */
@@ -280,23 +304,22 @@ export class Store {
   restore(): void {
     const meta = this.model.get("result_meta");
     const bytes = this.model.get("result_bytes");
-    if (!isFilled<ViewMeta>(meta) || !bytes) {
-      this.crumbs = [];
-      return;
-    }
-    try {
-      const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta) };
-      this.crumbs = [{ label: meta.request.label || meta.site, request: meta.request, view }];
-      this.activeViewId = meta.id;
-      this.nextId = Math.max(this.nextId, meta.id + 1);
-    } catch {
-      this.crumbs = [];
+    if (isFilled<ViewMeta>(meta) && bytes) {
+      try {
+        const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta) };
+        this.crumbs = [{ label: meta.request.label || meta.site, request: meta.request, view }];
+        this.activeViewId = meta.id;
+        this.nextId = Math.max(this.nextId, meta.id + 1);
+      } catch {
+        this.crumbs = [];
+      }
     }
     const cmeta = this.model.get("circuit_meta");
     const cbytes = this.model.get("circuit_bytes");
     if (isFilled<CircuitMeta>(cmeta) && cbytes) {
       try {
         this.circuitResult = { meta: cmeta, entries: splitCircuit(cmeta, cbytes) };
+        this.nextId = Math.max(this.nextId, cmeta.id + 1);
       } catch {
         this.circuitResult = null;
       }
