@@ -76,7 +76,6 @@ if [ ! -f "$BUNDLE" ] || [ -n "$stale_js" ] || [ "$(cat "$stamp" 2>/dev/null)" !
     if [ -n "$stale_js" ]; then
         step "js/ changed since the last bundle ($stale_js): rebuilding"
     fi
-    rm -f "$BUNDLE"  # editable builds always run the hook; removing it makes a failed build visible
     step "pip install -e .[test] (builds js/ -> $BUNDLE)"
     pip install -e ".[test]"
     [ -f "$BUNDLE" ] || { echo "install.sh: the build did not produce $BUNDLE" >&2; exit 1; }

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_env import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, artifact_name, in_ci
-from lab_server import LabServer
+
+from .browser_env import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, artifact_name, in_ci
+from .lab_server import LabServer
 
 VIEWPORT = {"width": 1400, "height": 1000}
 HERE = Path(__file__).resolve().parent
@@ -100,8 +101,8 @@ def open_notebook(
     Each call writes a uniquely named notebook (kernels are per notebook path) and opens it in a
     workspace of its own; the kernels are shut down after the test.
     """
-    from lab_driver import NotebookPage
-    from notebook_files import write_notebook
+    from .lab_driver import NotebookPage
+    from .notebook_files import write_notebook
 
     shutil.copy(HERE / "kernel_probe.py", lab_server.root / "kernel_probe.py")
     opened: list[NotebookPage] = []

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from lab_server import LabServer
-from notebook_files import PROBE_PREFIX
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from .lab_server import LabServer
+from .notebook_files import PROBE_PREFIX
 
 _DONE_PROMPT = re.compile(r"\[\d+\]")
 KERNEL_READY_TIMEOUT = 120.0

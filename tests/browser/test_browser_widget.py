@@ -10,8 +10,9 @@ import math
 from pathlib import Path
 
 import pytest
-from browser_env import REPO, artifact_name
-from widget_page import WidgetPage, all_finite, assert_values_match
+
+from .browser_env import REPO, artifact_name
+from .widget_page import WidgetPage, all_finite, assert_values_match
 
 pytestmark = pytest.mark.browser
 
@@ -109,15 +110,16 @@ def test_metric_and_direction_switches(open_notebook):
 def test_click_drills_down_to_heads_by_position(open_notebook):
     nb, widget = open_widget(open_notebook)
     top = nb.probe(1)["result"]
-    assert top["axes"][0] == "layer"
-    row, col = 1, 0
-    layer = top["coords"]["layer"][row]
+    assert top["axes"] == ["layer", "pos"], top["axes"]
+    row, col = 1, len(top["coords"]["pos"]) - 1
+    layer, pos = top["coords"]["layer"][row], top["coords"]["pos"][col]
     n_sweeps = len(sweeps(nb.probe(1)))
 
     widget.click_cell(row, col)
     state = nb.probe_until(1, lambda s: len(sweeps(s)) > n_sweeps, timeout=60)
     drill = sweeps(state)[-1]
     assert drill["site"] == "head_by_pos" and drill["layers"] == [layer], drill
+    assert drill["positions"] == [pos], drill
     assert drill["status"] == "done", drill
     shown = widget.wait_settled()
     result = state["result"]

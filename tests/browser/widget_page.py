@@ -85,18 +85,12 @@ def all_finite(values: list[list[float | None]]) -> bool:
 
 
 def as_grid(kernel_values: Any, rows: int, cols: int) -> list[list[Any]]:
-    """The kernel's array as the heatmap's rows x cols (squeezing singleton axes)."""
+    """The kernel's array as the heatmap lays it out: columns = last axis, rows = the rest."""
     import numpy as np
 
     arr = np.array(kernel_values, dtype=float)
-    arr = arr.reshape([n for n in arr.shape if n != 1])
-    if arr.ndim < 2 and arr.size == rows * cols:  # a single row or column
-        return arr.reshape(rows, cols).tolist()
-    if arr.shape == (rows, cols):
-        return arr.tolist()
-    if arr.shape == (cols, rows):
-        return arr.T.tolist()
-    raise AssertionError(f"kernel values of shape {arr.shape} do not fit a {rows}x{cols} heatmap")
+    assert arr.size == rows * cols and arr.shape[-1] == cols, (arr.shape, rows, cols)
+    return arr.reshape(rows, cols).tolist()
 
 
 def assert_values_match(shown: list[list[Any]], kernel_values: Any, rel: float = 1e-3) -> None:
