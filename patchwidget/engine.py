@@ -41,12 +41,21 @@ class Engine:
         noise: torch.Tensor | None = None,
         plan: Plan | None = None,
         save: frozenset[Key] = frozenset(),
-    ) -> tuple[torch.Tensor, dict[Key, torch.Tensor]]:
-        """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points."""
+        skip: Sequence[Any] = (),
+        save_blocks: bool = False,
+    ) -> tuple[torch.Tensor, dict[Key, Any]]:
+        """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
+
+        ``skip[k]`` replaces block ``k``'s output without running it (rows' base-run outputs, for
+        layers before the first patch). ``save_blocks`` also returns every block's raw output
+        under the key ``("block_raw", layer)``.
+        """
         hooks = self.hooks
         masks = plan.masks if plan else {}
         sources = plan.sources if plan else {}
         layers = sorted({layer for _, layer in [*masks, *save]})
+        if save_blocks:
+            layers = list(range(hooks.dims.n_layers))
         saved: dict[Key, Any] = {}
         options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
         if self.remote:
@@ -55,6 +64,8 @@ class Engine:
             if noise is not None:
                 embed = hooks.embed()
                 embed.output = embed.output + noise.to(self.device, embed.output.dtype)
+            for layer, replacement in enumerate(skip):
+                hooks.block(layer).skip(replacement)
             for layer in layers:
                 block = hooks.block(layer)
                 mid_key = (RESID_MID, layer)
@@ -86,6 +97,8 @@ class Engine:
                         hooks.write(block, point, raw, hooks.from_units(point, units, tensor))
                     if key in save:
                         saved[key] = nnsight.save(units)
+                if save_blocks:
+                    saved[("block_raw", layer)] = nnsight.save(block.output)
             logits = nnsight.save(hooks.model.output.logits[:, -1])
         return logits, dict(saved)
 

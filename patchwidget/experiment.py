@@ -91,6 +91,7 @@ class Experiment:
         self._correct, self._incorrect = answer_ids[:, 0], answer_ids[:, 1]
         self.noise = self._make_noise()
         self._sources: dict[tuple[str, Key], torch.Tensor] = {}
+        self._block_outputs: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
         self._baselines()
 
@@ -500,14 +501,16 @@ class Experiment:
                 _progress_bar(n_sets, site, direction) if progress and n_sets > per_batch else None
             )
             done = 0
-            for start in range(0, n_sets, per_batch):
+            for start, stop in _batches(patch_sets, per_batch):
                 if _cancelled(cancel):
                     break
-                chunk = patch_sets[start : start + per_batch]
+                chunk = patch_sets[start:stop]
                 pairs = np.tile(np.arange(n_pairs), len(chunk))
                 plan = self.engine.plan(chunk, pairs, sources, self.length)
+                first = min(_first_layer(targets) for targets in chunk)
+                skip = [_rows(out, pairs) for out in self._base_blocks(direction)[:first]]
                 logits, _ = self.engine.forward(
-                    ids[pairs], None if noise is None else noise[pairs], plan
+                    ids[pairs], None if noise is None else noise[pairs], plan, skip=skip
                 )
                 batch = self._readouts(logits, pairs).reshape(len(chunk), n_pairs, -1)
                 if not np.isfinite(batch).all():
@@ -526,6 +529,20 @@ class Experiment:
             if bar is not None:
                 bar.close()
         return result(done == n_sets)
+
+    def _base_blocks(self, direction: str) -> list[Any]:
+        """Every block's output on the base run of a direction (to skip unpatched layers)."""
+        if self.engine.remote:
+            return []
+        if direction not in self._block_outputs:
+            ids, noise = (
+                self._corrupted_input() if direction == "denoising" else (self._clean_ids, None)
+            )
+            saved = self.engine.forward(ids, noise, save_blocks=True)[1]
+            self._block_outputs[direction] = [
+                saved[("block_raw", layer)] for layer in range(self.dims.n_layers)
+            ]
+        return self._block_outputs[direction]
 
     def _metadata(self, site: str, direction: str, extra: dict[str, Any]) -> dict[str, Any]:
         import nnsight
@@ -549,6 +566,33 @@ class Experiment:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **{k: _jsonable(v) for k, v in extra.items()},
         }
+
+
+def _first_layer(targets: Sequence[Target]) -> int:
+    return min((t.layer for t in targets), default=0)
+
+
+def _batches(patch_sets: Sequence[Sequence[Target]], size: int) -> list[tuple[int, int]]:
+    """(start, stop) of batches of at most ``size`` patch sets that never mix first layers,
+    so every batch can skip the layers before its patches."""
+    bounds, start = [], 0
+    for i in range(1, len(patch_sets) + 1):
+        if (
+            i == len(patch_sets)
+            or i - start == size
+            or _first_layer(patch_sets[i]) != _first_layer(patch_sets[start])
+        ):
+            bounds.append((start, i))
+            start = i
+    return bounds
+
+
+def _rows(value: Any, pairs: np.ndarray) -> Any:
+    """Rows of a block output (a tensor, or a tuple led by one) for the given pairs."""
+    index = torch.as_tensor(pairs)
+    if isinstance(value, tuple):
+        return (value[0][index.to(value[0].device)], *value[1:])
+    return value[index.to(value.device)]
 
 
 def coords_pos(positions: Iterable[int], exp: Experiment) -> tuple[int, ...]:

@@ -1,0 +1,175 @@
+"""Time patchwidget sweeps against one-forward-per-patch patching and the batched floor.
+
+Model: GPT-2-small shape (12 layers, 12 heads, d_model 768, vocab 50257), random init,
+15-token prompts, logit-difference readouts. Three timings per (site, pairs):
+  engine    patchwidget's Experiment.sweep (batched rows, logits at the answer position)
+  per_patch one forward pass per patch with a plain torch hook and full logits, then .item()
+            (how TransformerLens's patching functions run); timed on a sample of patches and
+            scaled to the whole sweep when --sample is given
+  floor     the same number of unpatched rows in the same batches, logits at the last position
+Run: python benchmarks/bench_sweep.py [--device cuda] [--pairs 1 8] [--sites resid_pre head_by_pos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+import patchwidget as pw
+
+LENGTH = 15
+
+
+def build(device: str) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
+    torch.manual_seed(0)
+    vocab = {f"w{i}": i for i in range(50257)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="w0", pad_token="w0")
+    config = GPT2Config(attn_implementation="eager")
+    model = GPT2LMHeadModel(config).eval().to(device)
+    model.requires_grad_(False)
+    return model, tokenizer
+
+
+def prompts(n_pairs: int) -> dict:
+    gen = torch.Generator().manual_seed(1)
+    clean, corrupted = [], []
+    for _ in range(n_pairs):
+        ids = torch.randint(100, 50000, (LENGTH,), generator=gen).tolist()
+        bad = list(ids)
+        bad[LENGTH - 4] = ids[3]
+        clean.append(" ".join(f"w{i}" for i in ids))
+        corrupted.append(" ".join(f"w{i}" for i in bad))
+    return {"clean": clean, "corrupted": corrupted, "answers": [(" w7", " w9")]}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_engine(exp: pw.Experiment, site: str, device: str) -> float:
+    sync(device)
+    start = time.perf_counter()
+    exp.sweep(site, "denoising", progress=False)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def patch_hooks(model: GPT2LMHeadModel, site: str) -> list:
+    """(module, layer, head, pos) per patch, in sweep order, for the per-patch baseline."""
+    blocks = model.transformer.h
+    if site == "resid_pre":
+        return [(blocks[layer], None, pos) for layer in range(12) for pos in range(LENGTH)]
+    return [
+        (blocks[layer].attn.c_proj, head, pos)
+        for layer in range(12)
+        for head in range(12)
+        for pos in range(LENGTH)
+    ]
+
+
+def time_per_patch(
+    model: GPT2LMHeadModel, exp: pw.Experiment, site: str, device: str, sample: int | None
+) -> float:
+    clean = torch.tensor(exp.prompts.clean_ids, device=device)
+    corrupted = torch.tensor(exp.prompts.corrupted_ids, device=device)
+    correct, incorrect = exp.prompts.answer_ids[0]
+    patches = patch_hooks(model, site)
+    cache: dict = {}
+
+    def saver(module, args):
+        cache[module] = args[0].detach().clone()
+
+    with torch.no_grad():
+        handles = [m.register_forward_pre_hook(saver) for m in {p[0] for p in patches}]
+        model(clean)
+        for h in handles:
+            h.remove()
+        chosen = patches if sample is None else patches[:: max(1, len(patches) // sample)]
+        sync(device)
+        start = time.perf_counter()
+        for module, head, pos in chosen:
+
+            def hook(mod, args, head=head, pos=pos):
+                x = args[0].clone()
+                cols = slice(None) if head is None else slice(head * 64, (head + 1) * 64)
+                x[:, pos, cols] = cache[mod][:, pos, cols]
+                return (x,)
+
+            handle = module.register_forward_pre_hook(hook)
+            logits = model(corrupted).logits[:, -1]
+            (logits[:, correct] - logits[:, incorrect]).mean().item()
+            handle.remove()
+        sync(device)
+        elapsed = time.perf_counter() - start
+    return elapsed * len(patches) / len(chosen)
+
+
+def time_floor(model: GPT2LMHeadModel, exp: pw.Experiment, site: str, device: str) -> float:
+    from patchwidget.engine import rows_per_batch
+
+    n_rows = len(patch_hooks(model, site)) * exp.n_pairs
+    batch = rows_per_batch(exp.dims, LENGTH, exp.device, exp.dtype, None)
+    batch = max(exp.n_pairs, batch // exp.n_pairs * exp.n_pairs)
+    ids = torch.tensor(exp.prompts.corrupted_ids, device=device)
+    with torch.no_grad():
+        sync(device)
+        start = time.perf_counter()
+        for first in range(0, n_rows, batch):
+            rows = min(batch, n_rows - first)
+            block = ids.repeat(rows // exp.n_pairs + 1, 1)[:rows]
+            logits = model(block, logits_to_keep=1, use_cache=False).logits
+            logits.float().log_softmax(-1).cpu()
+        sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pairs", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--sites", nargs="+", default=["resid_pre", "head_by_pos"])
+    parser.add_argument("--sample", type=int, default=None, help="per-patch baseline sample size")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, tokenizer = build(args.device)
+    nn_model = pw.load_model(model, tokenizer=tokenizer)
+    rows = []
+    for n_pairs in args.pairs:
+        exp = pw.Experiment(nn_model, **prompts(n_pairs))
+        for site in args.sites:
+            time_engine(exp, site, args.device)  # warm-up: caches sources, first-call costs
+            timings: dict[str, list[float]] = {"engine": [], "floor": [], "per_patch": []}
+            for _ in range(args.repeats):
+                timings["engine"].append(time_engine(exp, site, args.device))
+                timings["floor"].append(time_floor(model, exp, site, args.device))
+                timings["per_patch"].append(
+                    time_per_patch(model, exp, site, args.device, args.sample)
+                )
+            med = {k: statistics.median(v) for k, v in timings.items()}
+            row = {
+                "device": args.device,
+                "site": site,
+                "pairs": n_pairs,
+                "patches": len(patch_hooks(model, site)),
+                **{f"{k}_s": round(v, 3) for k, v in med.items()},
+                "engine_vs_floor": round(med["engine"] / med["floor"], 2),
+                "per_patch_vs_engine": round(med["per_patch"] / med["engine"], 1),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
