@@ -47,7 +47,7 @@ stage js-unit bash -c 'cd js && npm test' && js_ran=1
 
 run_pytest() {
     # SIGINT makes pytest print its summary if it ever runs into the hard cap.
-    timeout --signal=INT --kill-after=60 3600 "$VBIN/python" -m pytest tests -ra "$@"
+    timeout --signal=INT --kill-after=60 3600 "$VBIN/python" -m pytest tests -ra --durations=10 "$@"
     local rc=$?
     if [ $rc = 5 ]; then
         if [ $js_ran = 1 ]; then

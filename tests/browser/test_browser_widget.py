@@ -152,8 +152,13 @@ def test_cancel_keeps_partial_results(open_notebook):
 
 def test_shift_click_builds_and_patches_a_circuit(open_notebook, artifacts):
     nb, widget = open_widget(open_notebook)
-    widget.click_cell(0, 0, shift=True)
-    widget.click_cell(2, 1, shift=True)
+    shown = widget.heatmap_values()
+    cells = sorted(
+        ((r, c) for r, row in enumerate(shown) for c in range(len(row))),
+        key=lambda rc: -abs(shown[rc[0]][rc[1]]),
+    )
+    for r, c in cells[:2]:  # the two strongest cells: a circuit worth showing
+        widget.click_cell(r, c, shift=True)
     circuit = widget.hook("pw-circuit-list")
     widget.wait_for(lambda: circuit.locator("li, [data-component]").count() == 2, 10, "2 items")
 
