@@ -501,7 +501,9 @@ class Experiment:
                 _progress_bar(n_sets, site, direction) if progress and n_sets > per_batch else None
             )
             done = 0
-            for start, stop in _batches(patch_sets, per_batch):
+            # A GPU pass costs launches more than arithmetic: keep its batches full.
+            min_size = per_batch if self.device.type == "cuda" else max(1, per_batch // 4)
+            for start, stop in _batches(patch_sets, per_batch, min_size):
                 if _cancelled(cancel):
                     break
                 chunk = patch_sets[start:stop]
@@ -572,15 +574,21 @@ def _first_layer(targets: Sequence[Target]) -> int:
     return min((t.layer for t in targets), default=0)
 
 
-def _batches(patch_sets: Sequence[Sequence[Target]], size: int) -> list[tuple[int, int]]:
-    """(start, stop) of batches of at most ``size`` patch sets that never mix first layers,
-    so every batch can skip the layers before its patches."""
+def _batches(
+    patch_sets: Sequence[Sequence[Target]], size: int, min_size: int
+) -> list[tuple[int, int]]:
+    """(start, stop) of batches of at most ``size`` patch sets. A batch also ends where the
+    first patched layer changes once it holds ``min_size``, so batches can skip the layers
+    before their patches without shrinking into many tiny forward passes."""
     bounds, start = [], 0
     for i in range(1, len(patch_sets) + 1):
         if (
             i == len(patch_sets)
             or i - start == size
-            or _first_layer(patch_sets[i]) != _first_layer(patch_sets[start])
+            or (
+                i - start >= min_size
+                and _first_layer(patch_sets[i]) != _first_layer(patch_sets[i - 1])
+            )
         ):
             bounds.append((start, i))
             start = i
