@@ -69,6 +69,21 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
+def capture_failure(page: Any, node: pytest.Item, artifacts: Path) -> None:
+    """If the test failed: a full-page screenshot and the browser console, once per test."""
+    report = getattr(node, "rep_call", None)
+    if report is None or not report.failed or getattr(node, "failure_captured", False):
+        return
+    node.failure_captured = True  # type: ignore[attr-defined]
+    name = artifact_name(node.name)
+    console: list[str] = getattr(node, "browser_console", [])
+    try:
+        page.screenshot(path=str(artifacts / f"FAILED-{name}.png"), full_page=True)
+    except Exception as exc:  # a dead page must not hide the test's own error
+        console.append(f"[screenshot failed] {exc}")
+    (artifacts / f"FAILED-{name}.console.txt").write_text("\n".join(console))
+
+
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest, artifacts: Path) -> Iterator[Any]:
     """A fresh browser context per test; on failure, a screenshot and the console log."""
@@ -76,25 +91,19 @@ def page(browser: Any, request: pytest.FixtureRequest, artifacts: Path) -> Itera
     page = context.new_page()
     page.set_default_timeout(30_000)
     console: list[str] = []
+    request.node.browser_console = console
     page.on("console", lambda msg: console.append(f"[{msg.type}] {msg.text}"))
     page.on("pageerror", lambda exc: console.append(f"[pageerror] {exc}"))
     try:
         yield page
     finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            name = artifact_name(request.node.name)
-            try:
-                page.screenshot(path=str(artifacts / f"FAILED-{name}.png"), full_page=True)
-            except Exception as exc:  # a dead page must not hide the test's own error
-                console.append(f"[screenshot failed] {exc}")
-            (artifacts / f"FAILED-{name}.console.txt").write_text("\n".join(console))
+        capture_failure(page, request.node, artifacts)
         context.close()
 
 
 @pytest.fixture
 def open_notebook(
-    lab_server: LabServer, page: Any, request: pytest.FixtureRequest
+    lab_server: LabServer, page: Any, request: pytest.FixtureRequest, artifacts: Path
 ) -> Iterator[Callable[..., Any]]:
     """open_notebook(sources, ui="lab"|"notebook") -> NotebookPage, with its own kernel.
 
@@ -116,6 +125,7 @@ def open_notebook(
         return nb
 
     yield _open
+    capture_failure(page, request.node, artifacts)  # while the kernels still run
     for nb in opened:
         session = lab_server.session_for(nb.nb_path)
         if session:
