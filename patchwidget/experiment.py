@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from . import __version__
+from .ablations import mean_values, resample_values
 from .architectures import architecture_for, dims_of
+from .batching import batches, first_layer, rows_of
 from .circuit import CircuitResult, complement_of
 from .components import HEAD_PART_SITES, SITES, Component
 from .corruptions import (
@@ -25,7 +27,7 @@ from .corruptions import (
 )
 from .engine import Engine, Key, rows_per_batch
 from .hookpoints import RESID_MID, HookPoints, Target
-from .models import load_model
+from .models import load_model, model_device
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import READOUT_FIELDS, compute_readouts
 from .result import PatchResult
@@ -63,7 +65,7 @@ class Experiment:
         self.tokenizer = self.model.tokenizer
         self.arch = architecture_for(self._hf.config)
         self.dims = dims_of(self._hf.config)
-        self.device = _model_device(self._hf)
+        self.device = model_device(self._hf)
         self.dtype = next(self._hf.parameters()).dtype
         clean_list = as_list(clean, "clean")
         corrupted_list = as_list(corrupted, "corrupted")
@@ -405,56 +407,13 @@ class Experiment:
             return {k: torch.zeros_like(v) for k, v in captured.items()}
         reference = list(c.reference) if c.reference else list(self.prompts.clean)
         ref_ids = tokenize(self.tokenizer, reference)
+
+        def capture(ids: torch.Tensor, keys: frozenset[Key]) -> dict[Key, torch.Tensor]:
+            return self.engine.forward(ids, save=keys)[1]
+
         if isinstance(c, ResampleAblation):
-            return self._resample(c, ref_ids, keys)
-        return self._mean(ref_ids, keys)
-
-    def _mean(
-        self, ref_ids: list[tuple[int, ...]], keys: frozenset[Key]
-    ) -> dict[Key, torch.Tensor]:
-        if all(len(r) == self.length for r in ref_ids):
-            captured = self.engine.forward(torch.tensor(ref_ids), save=keys)[1]
-            return {
-                k: v.mean(0, keepdim=True).expand(self.n_pairs, *v.shape[1:])
-                for k, v in captured.items()
-            }
-        if any(k[0] == "pattern" for k in keys):
-            raise ValueError(
-                "mean ablation of attention patterns needs reference prompts of the experiment's "
-                f"token length ({self.length})"
-            )
-        sums: dict[Key, torch.Tensor] = {}
-        count = 0
-        for ids in ref_ids:
-            captured = self.engine.forward(torch.tensor([ids]), save=keys)[1]
-            for k, v in captured.items():
-                sums[k] = sums.get(k, 0) + v.sum(dim=(0, 1), keepdim=True)
-            count += len(ids)
-        return {
-            k: (v / count).expand(self.n_pairs, self.length, *v.shape[2:]) for k, v in sums.items()
-        }
-
-    def _resample(
-        self, c: ResampleAblation, ref_ids: list[tuple[int, ...]], keys: frozenset[Key]
-    ) -> dict[Key, torch.Tensor]:
-        bad = [i for i, r in enumerate(ref_ids) if len(r) != self.length]
-        if bad:
-            raise ValueError(
-                f"resample ablation needs reference prompts of {self.length} tokens; "
-                f"reference prompts {bad} have other lengths"
-            )
-        rng = np.random.default_rng(c.seed)
-        if c.reference is None:
-            if self.n_pairs < 2:
-                raise ValueError(
-                    "ResampleAblation without reference= resamples from the other clean prompts, "
-                    "so it needs at least two; pass reference=[...] prompts"
-                )
-            index = (np.arange(self.n_pairs) + rng.integers(1, self.n_pairs)) % self.n_pairs
-        else:
-            index = rng.integers(0, len(ref_ids), size=self.n_pairs)
-        captured = self.engine.forward(torch.tensor(ref_ids), save=keys)[1]
-        return {k: v[torch.as_tensor(index)] for k, v in captured.items()}
+            return resample_values(capture, c, ref_ids, keys, self.n_pairs, self.length)
+        return mean_values(capture, ref_ids, keys, self.n_pairs, self.length)
 
     def _run(
         self,
@@ -503,14 +462,14 @@ class Experiment:
             done = 0
             # A GPU pass costs launches more than arithmetic: keep its batches full.
             min_size = per_batch if self.device.type == "cuda" else max(1, per_batch // 4)
-            for start, stop in _batches(patch_sets, per_batch, min_size):
+            for start, stop in batches(patch_sets, per_batch, min_size):
                 if _cancelled(cancel):
                     break
                 chunk = patch_sets[start:stop]
                 pairs = np.tile(np.arange(n_pairs), len(chunk))
                 plan = self.engine.plan(chunk, pairs, sources, self.length)
-                first = min(_first_layer(targets) for targets in chunk)
-                skip = [_rows(out, pairs) for out in self._base_blocks(direction)[:first]]
+                first = min(first_layer(targets) for targets in chunk)
+                skip = [rows_of(out, pairs) for out in self._base_blocks(direction)[:first]]
                 logits, _ = self.engine.forward(
                     ids[pairs], None if noise is None else noise[pairs], plan, skip=skip
                 )
@@ -570,39 +529,6 @@ class Experiment:
         }
 
 
-def _first_layer(targets: Sequence[Target]) -> int:
-    return min((t.layer for t in targets), default=0)
-
-
-def _batches(
-    patch_sets: Sequence[Sequence[Target]], size: int, min_size: int
-) -> list[tuple[int, int]]:
-    """(start, stop) of batches of at most ``size`` patch sets. A batch also ends where the
-    first patched layer changes once it holds ``min_size``, so batches can skip the layers
-    before their patches without shrinking into many tiny forward passes."""
-    bounds, start = [], 0
-    for i in range(1, len(patch_sets) + 1):
-        if (
-            i == len(patch_sets)
-            or i - start == size
-            or (
-                i - start >= min_size
-                and _first_layer(patch_sets[i]) != _first_layer(patch_sets[i - 1])
-            )
-        ):
-            bounds.append((start, i))
-            start = i
-    return bounds
-
-
-def _rows(value: Any, pairs: np.ndarray) -> Any:
-    """Rows of a block output (a tensor, or a tuple led by one) for the given pairs."""
-    index = torch.as_tensor(pairs)
-    if isinstance(value, tuple):
-        return (value[0][index.to(value[0].device)], *value[1:])
-    return value[index.to(value.device)]
-
-
 def coords_pos(positions: Iterable[int], exp: Experiment) -> tuple[int, ...]:
     """Positions patched together at sites without a position axis."""
     return exp._indices(positions, exp.length, "position")
@@ -632,21 +558,6 @@ def _progress_bar(total: int, site: str, direction: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"{site} ({direction})", unit="patch", leave=False)
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    devices = {p.device for p in model.parameters()}
-    if any(d.type == "meta" for d in devices):
-        raise ValueError(
-            "the model's weights are not loaded (they are on the 'meta' device): load it with "
-            "pw.load_model(name) or move it to a real device with model.to('cpu')"
-        )
-    if len(devices) > 1 and not getattr(model, "hf_device_map", None):
-        raise ValueError(
-            f"the model's weights are spread over {sorted(map(str, devices))} without a device "
-            "map; move the whole model to one device, e.g. model.to('cuda')"
-        )
-    return next(iter(sorted(devices, key=str)))
 
 
 def _jsonable(value: Any) -> Any:

@@ -29,6 +29,7 @@ def load_model(
             raise ValueError(
                 "a transformers model needs its tokenizer: pw.load_model(hf_model, tokenizer=tok)"
             )
+        model_device(model)
         if dtype is not None:
             model = model.to(_as_dtype(dtype))
         if device is not None:
@@ -65,3 +66,19 @@ def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if not isinstance(value, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32' or 'bfloat16'")
     return value
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The one device holding the weights; a ValueError that says how to fix anything else."""
+    devices = {p.device for p in model.parameters()}
+    if any(d.type == "meta" for d in devices):
+        raise ValueError(
+            "the model's weights are not loaded (they are on the 'meta' device): load it with "
+            "pw.load_model(name) or move it to a real device with model.to('cpu')"
+        )
+    if len(devices) > 1 and not getattr(model, "hf_device_map", None):
+        raise ValueError(
+            f"the model's weights are spread over {sorted(map(str, devices))} without a device "
+            "map; move the whole model to one device, e.g. model.to('cuda')"
+        )
+    return next(iter(sorted(devices, key=str)))

@@ -42,7 +42,7 @@ def plot_result(
         _, ax = plt.subplots(figsize=(width, height), layout="constrained")
     image = ax.imshow(
         np.ma.masked_invalid(grid),
-        cmap="RdBu",
+        cmap="RdBu_r",
         norm=TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax),
         aspect="auto",
         interpolation="nearest",
