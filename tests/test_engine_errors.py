@@ -132,9 +132,7 @@ def test_resid_mid_is_available_on_sequential_blocks(family: str) -> None:
     assert _experiment(family).available_sites()["resid_mid"] is None
 
 
-@pytest.mark.parametrize(
-    "corruption", [pw.ZeroAblation(), pw.MeanAblation(), pw.ResampleAblation(reference=CLEAN[:1])]
-)
+@pytest.mark.parametrize("corruption", [pw.ZeroAblation(), pw.ResampleAblation(CLEAN[:1])])
 def test_denoising_with_an_ablation_is_refused(corruption) -> None:
     exp = pw.Experiment(engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=corruption)
     with pytest.raises(ValueError) as e:
@@ -143,7 +141,7 @@ def test_denoising_with_an_ablation_is_refused(corruption) -> None:
     assert "noising" in msg and type(corruption).__name__ in msg, msg
     with pytest.raises(ValueError):
         exp.patch([pw.Component("head", 0, head=0)], direction="denoising")
-    exp.sweep("head", direction="noising", progress=False)  # the supported direction works
+    exp.patch([pw.Component("head", 0, head=0)], direction="noising")  # the supported one works
 
 
 def test_unknown_direction_is_refused() -> None:
