@@ -26,6 +26,7 @@ from conftest import (
     reference_for,
 )
 from reference import KIND_OF_SITE, Comp, Scenario, Trace
+from reference import readouts as reference_readouts
 
 ATOL = 1e-4
 NEURONS = (0, 5, 33, 63)
@@ -493,3 +494,50 @@ def test_ablations_match_reference(family: str) -> None:
         ):
             res = exp.sweep(site, direction="noising", progress=False, **kw)
             assert_sweep_matches(sc, res, site, f"noising ({name})")
+
+
+def test_mean_ablation_over_prompts_of_another_length_uses_the_token_mean() -> None:
+    """Reference prompts of other lengths: the mean over all their tokens, at every position."""
+    pw = pytest.importorskip("patchwidget")
+    ref = reference_for("gpt2")
+    prompts = ["w1 w2", "w3 w4 w5 w6 w7"]
+    traces = [ref.run(ref.encode([p]), capture=True)[1] for p in prompts]
+    n_pairs, n_pos = len(CLEAN), len(CLEAN[0].split()) + 1
+    mean = Trace()
+    for key, first in traces[0].items():
+        if key[0] != "pattern":
+            tokens = torch.cat([t[key] for t in traces], dim=1).mean(dim=(0, 1))
+            mean[key] = tokens.expand(n_pairs, n_pos, *first.shape[2:])
+    sc = Scenario(ref, CLEAN, ANSWERS, ablation=mean)
+    corruption = pw.MeanAblation(reference=prompts)
+    exp = pw.Experiment(engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=corruption)
+    for site, kw in (("resid_pre", {"layers": [1]}), ("head", {}), ("neuron", {"neurons": [4]})):
+        res = exp.sweep(site, direction="noising", progress=False, **kw)
+        assert_sweep_matches(sc, res, site, "noising (token mean)")
+
+
+def test_resample_ablation_draws_whole_reference_runs() -> None:
+    """Each pair's resampled baseline is exactly the run of one of the reference prompts."""
+    pw = pytest.importorskip("patchwidget")
+    ref = reference_for("gpt2")
+    sc = Scenario(ref, CLEAN, ANSWERS, corrupted=CORRUPTED)
+    ref_logits, _ = ref.run(ref.encode(REFERENCE_PROMPTS))
+    corruption = pw.ResampleAblation(reference=REFERENCE_PROMPTS, seed=7)
+    exp = pw.Experiment(engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=corruption)
+    got = exp.patch([], direction="noising").corrupted_readouts
+    for pair in range(len(CLEAN)):
+        options = [
+            readouts_for(sc, pair, ref_logits[j]) for j in range(len(REFERENCE_PROMPTS))
+        ]  # fmt: skip
+        assert any(np.allclose(got[pair], o, atol=ATOL) for o in options), (pair, got[pair])
+    again = pw.Experiment(engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=corruption)
+    np.testing.assert_array_equal(again.patch([], "noising").corrupted_readouts, got)
+
+
+def readouts_for(sc: Scenario, pair: int, logits: torch.Tensor) -> np.ndarray:
+    """Readouts of pair `pair` for one row of last-position logits, with the pair's baselines."""
+    r = reference_readouts(
+        logits[None], sc.correct[[pair]], sc.incorrect[[pair]],
+        sc.clean_logits[[pair]], logits[None],
+    )  # fmt: skip
+    return r[0].numpy()
