@@ -329,7 +329,7 @@ def _mixed_components(pw: Any, family: str) -> list[Any]:
         pw.Component("head_by_pos", 1, head=2, pos=6),
         pw.Component("mlp_out", 0, pos=4),
         pw.Component("attn_out", 1, pos=9),
-        pw.Component("head_v", 1, head=1),
+        pw.Component("head_v", 1, head=0),
         pw.Component("head_pattern", 1, head=3, pos=9),
         pw.Component("neuron", 1, neuron=7),
         pw.Component("neuron", 0, neuron=12, pos=6),
