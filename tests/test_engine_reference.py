@@ -356,10 +356,11 @@ def test_confirmatory_patch_matches_reference(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa"])
-def test_first_patch_of_a_fresh_experiment_with_values_and_pattern(family: str) -> None:
-    """A fresh experiment's first request touches q/k/v and the pattern of one layer."""
+def test_first_patch_of_a_fresh_model_with_values_and_pattern(family: str) -> None:
+    """A fresh model's first request touches q/k/v and the pattern of one layer."""
     pw = pytest.importorskip("patchwidget")
-    exp = pw.Experiment(engine_model(family), clean=CLEAN, corrupted=CORRUPTED, answers=ANSWERS)
+    model = pw.load_model(make_model(family), tokenizer=make_tokenizer())
+    exp = pw.Experiment(model, clean=CLEAN, corrupted=CORRUPTED, answers=ANSWERS)
     _, sc = counterfactual(family)
     comps = [pw.Component("head_v", 1, head=1), pw.Component("head_pattern", 1, head=3, pos=9)]
     res = exp.patch(comps, direction="denoising")
