@@ -6,7 +6,6 @@ The heatmap's data-values are checked against the kernel's `w.result.values(...)
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
@@ -65,7 +64,9 @@ def test_heatmap_matches_kernel(open_notebook, artifacts, request, ui):
     state = nb.probe(1)
     result = state["result"]
     assert result is not None and result["complete"]
-    assert len(shown) * len(shown[0]) == math.prod(len(c) for c in result["coords"].values())
+    assert result["site"] == "resid_pre" and result["axes"] == ["layer", "pos"], result["axes"]
+    n_layers, n_pos = len(result["coords"]["layer"]), len(result["coords"]["pos"])
+    assert (len(shown), len(shown[0])) == (n_layers, n_pos)  # data-rows x data-cols
     assert_values_match(shown, result["values"][shown_metric(widget)])
     assert [h["status"] for h in sweeps(state)] == ["done"]
 
