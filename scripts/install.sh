@@ -81,4 +81,4 @@ if [ ! -f "$BUNDLE" ] || [ -n "$stale_js" ] || [ "$(cat "$stamp" 2>/dev/null)" !
     [ -f "$BUNDLE" ] || { echo "install.sh: the build did not produce $BUNDLE" >&2; exit 1; }
     echo "$want" >"$stamp"
 fi
-step "done ($("$VPY" -c 'import torch; print("torch", torch.__version__)'))"
+step "done (torch $("$VPY" -c 'import importlib.metadata as m; print(m.version("torch"))'))"
