@@ -56,6 +56,8 @@ class Engine:
         layers = sorted({layer for _, layer in [*masks, *save]})
         if save_blocks:
             layers = list(range(hooks.dims.n_layers))
+        if any(point == "pattern" for point, _ in [*masks, *save]):
+            hooks.pattern_call()  # instruments the attention source; can't happen inside a trace
         saved: dict[Key, Any] = {}
         options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
         if self.remote:
@@ -78,7 +80,8 @@ class Engine:
                         wanted = True
                     if not wanted:
                         continue
-                    raw, tensor = hooks.read(block, point)
+                    envoy = hooks.envoy(block, point)
+                    raw, tensor = hooks.read(envoy, point)
                     units = hooks.to_units(point, tensor)
                     changed = key in masks
                     if changed:
@@ -94,7 +97,7 @@ class Engine:
                         if mid_key in save:
                             saved[mid_key] = nnsight.save(mid)
                     if changed:
-                        hooks.write(block, point, raw, hooks.from_units(point, units, tensor))
+                        hooks.write(envoy, point, raw, hooks.from_units(point, units, tensor))
                     if key in save:
                         saved[key] = nnsight.save(units)
                 if save_blocks:

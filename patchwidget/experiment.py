@@ -343,7 +343,7 @@ class Experiment:
         if not isinstance(c, GaussianNoise):
             return None
         weight = self._hf.get_input_embeddings().weight
-        std = c.std if c.std is not None else 3 * float(weight.float().std())
+        std = c.std if c.std is not None else 3 * float(weight.detach().float().std())
         gen = torch.Generator().manual_seed(c.seed)
         noise = torch.randn(self.n_pairs, self.length, self.dims.d_model, generator=gen) * std
         if c.positions is not None:

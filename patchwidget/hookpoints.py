@@ -83,7 +83,8 @@ class HookPoints:
     def block(self, layer: int) -> Any:
         return _path(self.model, self.arch.layers)[layer]
 
-    def _envoy(self, block: Any, point: str) -> Any:
+    def envoy(self, block: Any, point: str) -> Any:
+        """The nnsight envoy whose input or output holds a hook point of ``block``."""
         arch = self.arch
         if point in ("block_in", "block_out"):
             return block
@@ -106,23 +107,34 @@ class HookPoints:
         raise ValueError(f"unknown hook point {point!r}")
 
     def pattern_call(self) -> str:
-        """Name of the attention-function call inside the attention module's source."""
+        """Name of the attention-function call inside the attention module's source.
+
+        The first call (outside any trace) runs one tiny trace that reads every layer's
+        pattern: nnsight instruments the nested attention source when it is first read, and
+        that must not happen inside a patching trace, where q/k/v of the same layer may already
+        have been touched and the attention module is past the point of instrumenting.
+        """
         if self._pattern_call is None:
             attn = _path(self.block(0), self.arch.attn)
             calls = [n for n in attn.source.names if n.startswith("attention_interface_")]
             if not calls:
                 raise ValueError("this attention module has no attention-function call to patch")
             self._pattern_call = calls[-1]
+            device = next(self.model._module.parameters()).device
+            with (
+                torch.no_grad(),
+                self.model.trace(torch.zeros(1, 2, dtype=torch.long, device=device)),
+            ):
+                for layer in range(self.dims.n_layers):
+                    _ = self.envoy(self.block(layer), "pattern").output
         return self._pattern_call
 
-    def read(self, block: Any, point: str) -> tuple[Any, torch.Tensor]:
+    def read(self, envoy: Any, point: str) -> tuple[Any, torch.Tensor]:
         """(raw value, tensor) of a hook point; raw keeps tuple outputs for writing back."""
-        envoy = self._envoy(block, point)
         raw = envoy.input if point in _READ_INPUT else envoy.output
         return raw, raw[0] if isinstance(raw, tuple) else raw
 
-    def write(self, block: Any, point: str, raw: Any, tensor: torch.Tensor) -> None:
-        envoy = self._envoy(block, point)
+    def write(self, envoy: Any, point: str, raw: Any, tensor: torch.Tensor) -> None:
         value = (tensor, *raw[1:]) if isinstance(raw, tuple) else tensor
         if point in _READ_INPUT:
             envoy.input = value
