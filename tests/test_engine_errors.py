@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import ANSWERS, CLEAN, CORRUPTED, engine_model, make_model, make_tokenizer
 
-pw = pytest.importorskip("patchwidget")
+import patchwidget as pw
 
 
 def _experiment(family: str = "gpt2", **kw):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import ANSWERS, CLEAN, CORRUPTED, FAMILIES, engine_model
 
-pw = pytest.importorskip("patchwidget")
+import patchwidget as pw
 
 TIGHT = 1e-5
 FIELDS = ("logit_correct", "logit_incorrect", "lse", "kl_clean", "kl_corrupted", "rank")

@@ -28,6 +28,8 @@ from conftest import (
 from reference import KIND_OF_SITE, Comp, Scenario, Trace
 from reference import readouts as reference_readouts
 
+import patchwidget as pw
+
 ATOL = 1e-4
 NEURONS = (0, 5, 33, 63)
 POSITIONS = (0, 4, 7, 9)
@@ -206,7 +208,6 @@ def test_reference_noise_changes_the_run_only_where_added() -> None:
 
 
 def test_kind_of_site_covers_every_engine_site() -> None:
-    pw = pytest.importorskip("patchwidget")
     assert set(pw.SITES) == set(KIND_OF_SITE)
 
 
@@ -227,7 +228,6 @@ FIELDS = ("logit_correct", "logit_incorrect", "lse", "kl_clean", "kl_corrupted",
 @functools.cache
 def counterfactual(family: str) -> tuple[Any, Scenario]:
     """The engine's experiment and the reference scenario on the same 3 counterfactual pairs."""
-    pw = pytest.importorskip("patchwidget")
     exp = pw.Experiment(engine_model(family), clean=CLEAN, corrupted=CORRUPTED, answers=ANSWERS)
     return exp, Scenario(reference_for(family), CLEAN, ANSWERS, corrupted=CORRUPTED)
 
@@ -343,7 +343,6 @@ def _mixed_components(pw: Any, family: str) -> list[Any]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_confirmatory_patch_matches_reference(family: str) -> None:
-    pw = pytest.importorskip("patchwidget")
     exp, sc = counterfactual(family)
     comps = _mixed_components(pw, family)
     ref_comps = [Comp(c.site, c.layer, c.head, c.pos, c.neuron) for c in comps]
@@ -358,7 +357,6 @@ def test_confirmatory_patch_matches_reference(family: str) -> None:
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa"])
 def test_first_patch_of_a_fresh_model_with_values_and_pattern(family: str) -> None:
     """A fresh model's first request touches q/k/v and the pattern of one layer."""
-    pw = pytest.importorskip("patchwidget")
     model = pw.load_model(make_model(family), tokenizer=make_tokenizer())
     exp = pw.Experiment(model, clean=CLEAN, corrupted=CORRUPTED, answers=ANSWERS)
     _, sc = counterfactual(family)
@@ -414,7 +412,6 @@ def test_positions_without_a_pos_axis_are_patched_together(family: str) -> None:
 @pytest.mark.parametrize("family", ["gpt2", "gemma", "gptj"])
 def test_pairs_are_independent(family: str) -> None:
     """Each pair of a 3-pair experiment reads out as if it were run alone."""
-    pw = pytest.importorskip("patchwidget")
     exp, _ = counterfactual(family)
     multi = exp.sweep("head_by_pos", direction="noising", heads=[1], progress=False)
     assert multi.readouts.shape[-2:] == (3, 6)
@@ -435,7 +432,6 @@ def test_pairs_are_independent(family: str) -> None:
 # ---- corruptions other than counterfactual prompts --------------------------------------------
 @pytest.mark.parametrize("family", ["gpt2", "neox_parallel", "llama_gqa", "gemma2", "gptj"])
 def test_gaussian_noise_matches_reference(family: str) -> None:
-    pw = pytest.importorskip("patchwidget")
     corruption = pw.GaussianNoise(std=0.8, positions=(2, 3, 4), seed=5)
     exp = pw.Experiment(engine_model(family), clean=CLEAN, answers=ANSWERS, corruption=corruption)
     noise = exp.noise.float()
@@ -451,7 +447,6 @@ def test_gaussian_noise_matches_reference(family: str) -> None:
 
 
 def test_gaussian_noise_default_std_is_three_embedding_stds() -> None:
-    pw = pytest.importorskip("patchwidget")
     exp = pw.Experiment(
         engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=pw.GaussianNoise(seed=1)
     )
@@ -480,7 +475,6 @@ def _ablation_cases(pw: Any, ref: Any, n_pairs: int) -> dict[str, tuple[Any, Tra
 
 @pytest.mark.parametrize("family", ["gpt2", "neox_sequential", "llama_gqa", "gemma", "gptj"])
 def test_ablations_match_reference(family: str) -> None:
-    pw = pytest.importorskip("patchwidget")
     ref = reference_for(family)
     for name, (corruption, values) in _ablation_cases(pw, ref, len(CLEAN)).items():
         exp = pw.Experiment(
@@ -499,7 +493,6 @@ def test_ablations_match_reference(family: str) -> None:
 
 def test_mean_ablation_over_prompts_of_another_length_uses_the_token_mean() -> None:
     """Reference prompts of other lengths: the mean over all their tokens, at every position."""
-    pw = pytest.importorskip("patchwidget")
     ref = reference_for("gpt2")
     prompts = ["w1 w2", "w3 w4 w5 w6 w7"]
     traces = [ref.run(ref.encode([p]), capture=True)[1] for p in prompts]
@@ -519,7 +512,6 @@ def test_mean_ablation_over_prompts_of_another_length_uses_the_token_mean() -> N
 
 def test_resample_ablation_draws_whole_reference_runs() -> None:
     """Each pair's resampled baseline is exactly the run of one of the reference prompts."""
-    pw = pytest.importorskip("patchwidget")
     ref = reference_for("gpt2")
     sc = Scenario(ref, CLEAN, ANSWERS, corrupted=CORRUPTED)
     ref_logits, _ = ref.run(ref.encode(REFERENCE_PROMPTS))
