@@ -107,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument(
         "--answers",
         action="append",
-        metavar="CORRECT,INCORRECT",
+        metavar="CORRECT|INCORRECT",
         type=_answers,
-        help="answer tokens, e.g. ' Mary, John' (keep the leading space); "
-        "one for all pairs or one per pair",
+        help="the two answer tokens, e.g. ' Mary| John' or ' Mary, John' (keep the leading "
+        "spaces the tokenizer expects); give one for all pairs or one per pair",
     )
     own.add_argument(
         "--prompts",
@@ -229,7 +229,7 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
     if own is None:
         raise CliError(
             f"--model {args.model} needs prompts: --clean TEXT --corrupted TEXT "
-            "--answers ' correct, incorrect' (repeat per pair), or --prompts FILE.json"
+            "--answers ' correct| incorrect' (repeat per pair), or --prompts FILE.json"
         )
     from .models import load_model
 
@@ -543,10 +543,11 @@ def _cell_label(res: Any, index: tuple[int, ...]) -> str:
 
 
 def _answers(text: str) -> tuple[str, str]:
-    parts = text.split(",")
+    """``CORRECT|INCORRECT`` (as in the widget) or ``CORRECT,INCORRECT``; spaces are kept."""
+    parts = text.split("|") if "|" in text else text.split(",")
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise argparse.ArgumentTypeError(
-            f"--answers {text!r} must be CORRECT,INCORRECT with one comma, e.g. ' Mary, John'"
+            f"--answers {text!r} must be CORRECT|INCORRECT or CORRECT,INCORRECT, e.g. ' Mary| John'"
         )
     return parts[0], parts[1]
 

@@ -130,7 +130,7 @@ def test_own_prompts_on_the_demo_model(capsys, tmp_path):
         "--corrupted",
         "When Mary and John went to the store , Mary gave a drink to",
         "--answers",
-        " Mary, John",
+        " Mary| John",
         "--out",
         str(tmp_path / "own.png"),
     )
@@ -167,7 +167,7 @@ def test_prompts_file(capsys, tmp_path):
         (["sweep", "--site", "nope"], "invalid choice: 'nope'"),
         (["sweep", "--out", "fig.txt"], "unknown figure format 'txt'"),
         (["sweep", "--out", "/no/such/folder/fig.png"], "does not exist"),
-        (["sweep", "--answers", "Mary"], "must be CORRECT,INCORRECT"),
+        (["sweep", "--answers", "Mary"], "must be CORRECT|INCORRECT"),
         (["sweep", "--pairs", "0"], "not a positive integer"),
         (["sweep", "--model", "gpt2"], "needs prompts"),
         (["sweep", "--model", "gpt2", "--corruption", "abc"], "need --model demo"),
