@@ -1,20 +1,25 @@
-"""Imported inside the test notebooks' kernels: prints kernel state as one JSON line.
+"""Imported inside the test notebooks' kernels: dumps kernel state as JSON for the tests.
 
-Copied next to the notebooks by the `open_notebook` fixture; the tests parse the line.
+Copied next to the notebooks by the `open_notebook` fixture. The state goes to a file beside
+the notebook (results can be large); the cell prints one line PROBE:<file name>.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 PREFIX = "PROBE:"
 METRICS = ("logit_diff", "logprob", "prob", "kl", "rank", "accuracy")
+_counter = itertools.count()
 
 
 def _clean(x: Any) -> Any:
-    """NaN/inf -> None, recursively, so the line is strict JSON."""
+    """NaN/inf -> None, recursively, so the file is strict JSON."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
@@ -25,7 +30,9 @@ def _clean(x: Any) -> Any:
 
 
 def show(obj: Any) -> None:
-    print(PREFIX + json.dumps(_clean(obj), default=_default))
+    path = Path(f"probe-{os.getpid()}-{next(_counter)}.json")  # one kernel per notebook
+    path.write_text(json.dumps(_clean(obj), default=_default))
+    print(PREFIX + path.name)
 
 
 def _default(x: Any) -> Any:

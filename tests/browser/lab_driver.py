@@ -91,13 +91,22 @@ class NotebookPage:
     def output_text(self, i: int) -> str:
         return "\n".join(self.cell(i).locator(".jp-OutputArea-output").all_inner_texts())
 
-    def probe(self, i: int) -> Any:
-        """Run cell i, which prints one line PROBE:<json>, and return the decoded JSON."""
-        text = self.run_cell(i)
-        for line in text.splitlines():
-            if line.startswith(PROBE_PREFIX):
-                return json.loads(line[len(PROBE_PREFIX) :])
-        raise AssertionError(f"cell {i} printed no {PROBE_PREFIX} line:\n{text}")
+    def probe(self, i: int, timeout: float = 15.0) -> Any:
+        """Run cell i, which calls kernel_probe (it prints PROBE:<file>); return the file's JSON.
+
+        The prompt's [n] comes with the shell reply; the printed line on iopub may come later.
+        """
+        self.run_cell(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.output_text(i)
+            for line in text.splitlines():
+                if line.startswith(PROBE_PREFIX):
+                    name = line[len(PROBE_PREFIX) :].strip()
+                    return json.loads((self.server.root / name).read_text())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cell {i} printed no {PROBE_PREFIX} line:\n{text}")
+            self.page.wait_for_timeout(100)
 
     def probe_until(self, i: int, predicate: Callable[[Any], bool], timeout: float = 30.0) -> Any:
         """Re-run probe cell i until predicate(result) holds (state syncs are asynchronous)."""
