@@ -212,6 +212,12 @@ def run_sweep(args: argparse.Namespace) -> int:
 def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
     """The model, the Experiment's prompt keywords, and a line saying where prompts came from."""
     own = _own_prompts(args)
+    demo_options = args.corruption or args.pairs
+    if demo_options and (own is not None or args.model != "demo"):
+        raise CliError(
+            "--corruption and --pairs choose the demo's prompts: use them with --model demo "
+            "and without --clean/--corrupted/--answers/--prompts"
+        )
     if args.model == "demo":
         from .demo import DEMO_CORRUPTIONS, demo_prompts, load_demo_hf
         from .models import load_model
@@ -224,8 +230,6 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
         n = args.pairs or DEMO_DEFAULT_PAIRS
         about = f"demo prompts, corruption {corruption}: {DEMO_CORRUPTIONS[corruption]}"
         return model, demo_prompts(corruption, n=n, seed=args.seed), about
-    if args.corruption or args.pairs:
-        raise CliError("--corruption and --pairs choose demo prompts; they need --model demo")
     if own is None:
         raise CliError(
             f"--model {args.model} needs prompts: --clean TEXT --corrupted TEXT "
@@ -235,9 +239,7 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
 
     try:
         model = load_model(args.model, device=args.device, dtype=args.dtype)
-    except (CliError, ValueError) as err:
-        raise CliError(f"cannot load model {args.model!r}: {_one_line(err)}") from err
-    except Exception as err:  # hub, network and file errors come in many types
+    except Exception as err:  # hub, network, file and config errors come in many types
         raise CliError(f"cannot load model {args.model!r}: {_one_line(err)}") from err
     return model, own, "your prompts"
 

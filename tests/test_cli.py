@@ -170,7 +170,11 @@ def test_prompts_file(capsys, tmp_path):
         (["sweep", "--answers", "Mary"], "must be CORRECT|INCORRECT"),
         (["sweep", "--pairs", "0"], "not a positive integer"),
         (["sweep", "--model", "gpt2"], "needs prompts"),
-        (["sweep", "--model", "gpt2", "--corruption", "abc"], "need --model demo"),
+        (["sweep", "--model", "gpt2", "--corruption", "abc"], "use them with --model demo"),
+        (
+            ["sweep", "--pairs", "4", "--clean", "a", "--corrupted", "b", "--answers", "a|b"],
+            "without",
+        ),
         (["sweep", "--clean", "When Mary"], "also need(s) --corrupted, --answers"),
         (["sweep", "--layers", "9", "--out", "{tmp}/x.png"], "layer 9 is out of range"),
         (
