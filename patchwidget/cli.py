@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -460,7 +461,8 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         path.write_text(json.dumps(quickstart_notebook(), indent=1) + "\n")
         print(f"wrote {path}")
-    command = lab_command(QUICKSTART_NAME, args.no_browser)
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    command = lab_command(QUICKSTART_NAME, args.no_browser, as_root)
     if args.dry_run:
         print(f"(cd {shlex.quote(str(folder))} && {shlex.join(command)})")
         return 0
@@ -472,9 +474,11 @@ def run_demo(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=folder)
 
 
-def lab_command(notebook: str, no_browser: bool) -> list[str]:
-    """The command that opens ``notebook`` in JupyterLab with this Python."""
-    return [sys.executable, "-m", "jupyterlab", notebook, *(["--no-browser"] if no_browser else [])]
+def lab_command(notebook: str, no_browser: bool, as_root: bool = False) -> list[str]:
+    """The command that opens ``notebook`` in JupyterLab with this Python. JupyterLab refuses
+    to start as root (common in containers) without ``--allow-root``."""
+    options = ["--no-browser"] * no_browser + ["--allow-root"] * as_root
+    return [sys.executable, "-m", "jupyterlab", notebook, *options]
 
 
 QUICKSTART_CELLS: tuple[tuple[str, str], ...] = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -285,7 +286,8 @@ def test_demo_writes_the_quickstart_and_builds_the_lab_command(capsys, tmp_path,
     notebook = tmp_path / cli.QUICKSTART_NAME
     assert f"wrote {notebook}" in out
     [(cmd, cwd)] = launched
-    assert cmd == [sys.executable, "-m", "jupyterlab", "quickstart.ipynb", "--no-browser"]
+    assert cmd[:5] == [sys.executable, "-m", "jupyterlab", "quickstart.ipynb", "--no-browser"]
+    assert cmd[5:] == (["--allow-root"] if os.geteuid() == 0 else [])
     assert cwd == tmp_path
 
     notebook.write_text(notebook.read_text().replace("flip_s2", "new_io"))  # the user's edits
