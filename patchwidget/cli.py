@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -16,12 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .cli_report import summary, to_json, write_figure
+from .quickstart import QUICKSTART_NAME, lab_command, quickstart_notebook
 
 DIRECTION_CHOICES = ("denoising", "noising", "both")
 DEMO_DEFAULT_PAIRS = 32
-QUICKSTART_NAME = "quickstart.ipynb"
-NEGLIGIBLE = 0.01  # effects below 1% of the clean-corrupted gap are not listed
 
 
 class CliError(Exception):
@@ -196,7 +194,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     normalized = args.normalized and results[0].normalization_ok(args.metric)
     name = "patchwidget demo model" if args.model == "demo" else args.model
     print(summary(exp, results, seconds, args.metric, args.normalized, args.top, about, name))
-    _write_figure(results, args.metric, normalized, out)
+    write_figure(results, args.metric, normalized, out)
     print(f"figure: {out}")
     if args.json:
         args.json.write_text(json.dumps(to_json(exp, results, args.metric, normalized), indent=1))
@@ -282,174 +280,6 @@ def _check_outputs(figure: Path, *others: Path | None) -> None:
             raise CliError(f"cannot write {path}: folder {path.parent} does not exist")
 
 
-# ---------------------------------------------------------------------------------- reports
-def strongest(res: Any, metric: str, normalized: bool, top: int) -> list[dict[str, Any]]:
-    """The components whose patch moved the metric furthest from the unpatched base run
-    (at most ``top``, none below 1% of the clean-corrupted gap)."""
-    values = np.asarray(res.values(metric, normalized), dtype=np.float64)
-    raw = np.asarray(res.values(metric, False), dtype=np.float64)
-    base_run = "corrupted" if res.direction == "denoising" else "clean"
-    if normalized:
-        base = 0.0 if base_run == "corrupted" else 1.0
-    else:
-        base = res.baselines(metric)[base_run]
-    effect = np.abs(values - base)
-    effect[~np.isfinite(effect)] = -np.inf
-    gap = res.baselines(metric)
-    floor = NEGLIGIBLE * (1.0 if normalized else abs(gap["clean"] - gap["corrupted"]))
-    order = np.argsort(-effect, axis=None, kind="stable")[:top]
-    rows = []
-    for flat in order:
-        if not effect.flat[flat] >= floor:
-            break
-        index = np.unravel_index(flat, values.shape)
-        rows.append(
-            {
-                "component": _cell_label(res, index),
-                "coords": {a: int(res.coords[a][i]) for a, i in zip(res.axes, index, strict=True)},
-                "value": float(values[index]),
-                "raw": float(raw[index]),
-            }
-        )
-    return rows
-
-
-def summary(
-    exp: Any,
-    results: Sequence[Any],
-    seconds: Sequence[float],
-    metric: str,
-    normalized: bool,
-    top: int,
-    about: str,
-    model_name: str = "",
-) -> str:
-    """The text ``patchwidget sweep`` prints."""
-    from .metrics import METRICS
-
-    info, first = exp.info, results[0]
-    name = model_name or info["model_name"]
-    base = first.baselines(metric)
-    answers = exp.answer_tokens[0]
-    lines = [
-        f"model: {name} ({info['architecture']}, {info['n_layers']} layers x "
-        f"{info['n_heads']} heads, d_model {info['d_model']}) on {info['device']}, "
-        f"{info['dtype']}",
-        f"prompts: {exp.n_pairs} pairs of {exp.length} tokens; {about}",
-        f"  clean:     {exp.prompts.clean[0]!r} -> {answers[0]!r} (not {answers[1]!r})",
-    ]
-    if exp.prompts.corrupted:
-        lines.append(f"  corrupted: {exp.prompts.corrupted[0]!r}")
-    lines.append(
-        f"baselines, {metric} ({METRICS[metric]}), mean over pairs: "
-        f"clean {base['clean']:.4g}, corrupted {base['corrupted']:.4g}"
-    )
-    use_norm = normalized and first.normalization_ok(metric)
-    if normalized and not use_norm:
-        lines.append(
-            "note: the clean and corrupted baselines coincide, so normalised values are "
-            "undefined; showing raw values"
-        )
-    elif use_norm:
-        lines.append(
-            "normalised = (patched - corrupted) / (clean - corrupted): 1 = clean behaviour, "
-            "0 = corrupted; not clipped, so <0 or >1 are findings"
-        )
-    for res, secs in zip(results, seconds, strict=True):
-        what = {
-            "denoising": "corrupted run, clean activation patched in: is it sufficient?",
-            "noising": "clean run, corrupted activation patched in: is it necessary?",
-        }[res.direction]
-        size = " x ".join(str(n) for n in res.shape)
-        done = "" if res.complete else " (incomplete)"
-        lines.append(f"\n{res.site} sweep, {res.direction} ({what}); {size} patches, {secs:.1f} s")
-        lines.append(f"strongest effects ({'normalised ' if use_norm else ''}{metric}):")
-        rows = strongest(res, metric, use_norm, top)
-        width = max((len(r["component"]) for r in rows), default=0)
-        for rank, row in enumerate(rows, 1):
-            raw = f"   (raw {row['raw']:.4g})" if use_norm else ""
-            lines.append(f"  {rank:2d}. {row['component']:<{width}}  {row['value']:8.3f}{raw}")
-        if not rows:
-            lines.append("  none: no patch moved the metric by 1% of the clean-corrupted gap")
-        lines[-1] += done
-    return "\n".join(lines)
-
-
-def to_json(exp: Any, results: Sequence[Any], metric: str, normalized: bool) -> dict[str, Any]:
-    """Everything the sweep produced as JSON-ready data (NaN becomes null)."""
-    from .metrics import METRICS
-    from .readouts import READOUT_FIELDS
-
-    first = results[0]
-
-    def field_means(readouts: np.ndarray) -> dict[str, float]:
-        return {f: float(v) for f, v in zip(READOUT_FIELDS, readouts.mean(0), strict=True)}
-
-    data = {
-        "model": exp.info,
-        "site": first.site,
-        "metric": metric,
-        "normalized": normalized,
-        "n_pairs": exp.n_pairs,
-        "n_tokens": exp.length,
-        "prompts": {
-            "clean": list(exp.prompts.clean),
-            "corrupted": list(exp.prompts.corrupted or []),
-            "answers": [list(a) for a in exp.answer_tokens],
-        },
-        "baselines": {m: first.baselines(m) for m in METRICS},
-        "baseline_readouts": {
-            "clean": field_means(first.clean_readouts),
-            "corrupted": field_means(first.corrupted_readouts),
-        },
-        "results": {
-            res.direction: {
-                "axes": list(res.axes),
-                "coords": {a: list(v) for a, v in res.coords.items()},
-                "labels": {a: list(v) for a, v in res.labels.items()},
-                "complete": res.complete,
-                "strongest": strongest(res, metric, normalized, 10),
-                "values": {
-                    m: {
-                        "raw": np.asarray(res.values(m, False)).tolist(),
-                        "normalized": np.asarray(res.values(m, True)).tolist(),
-                    }
-                    for m in METRICS
-                },
-            }
-            for res in results
-        },
-        "metadata": first.metadata,
-    }
-    return _finite(data)
-
-
-def _write_figure(results: Sequence[Any], metric: str, normalized: bool, out: Path) -> None:
-    import matplotlib
-
-    from .metrics import METRICS
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if len(results) == 1:
-        fig = results[0].plot(metric, normalized)
-    else:
-        cols = results[0].shape[-1]
-        rows = int(np.prod(results[0].shape[:-1]))
-        width = min(26.0, max(11.0, 2 * (2.5 + 0.45 * cols)))
-        fig, axes = plt.subplots(
-            1, 2, figsize=(width, min(24.0, 2.2 + 0.32 * rows)), layout="constrained"
-        )
-        for res, ax in zip(results, axes, strict=True):
-            res.plot(metric, normalized, ax=ax, title=res.direction)
-        scale = ", normalised: 1 = clean behaviour, 0 = corrupted" if normalized else ""
-        fig.suptitle(f"{results[0].site}: {METRICS[metric]}{scale}", fontsize=10)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------- demo
 def run_demo(args: argparse.Namespace) -> int:
     """``patchwidget demo``: write the quickstart notebook and open it in JupyterLab."""
     folder = args.dir
@@ -474,80 +304,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=folder)
 
 
-def lab_command(notebook: str, no_browser: bool, as_root: bool = False) -> list[str]:
-    """The command that opens ``notebook`` in JupyterLab with this Python. JupyterLab refuses
-    to start as root (common in containers) without ``--allow-root``."""
-    options = ["--no-browser"] * no_browser + ["--allow-root"] * as_root
-    return [sys.executable, "-m", "jupyterlab", notebook, *options]
-
-
-QUICKSTART_CELLS: tuple[tuple[str, str], ...] = (
-    (
-        "markdown",
-        "# patchwidget quickstart\n"
-        "\n"
-        "Activation patching on a tiny model that solves Indirect Object Identification "
-        '("When Mary and John went to the store, John gave a drink to" → " Mary"). '
-        "Run the three cells below, then press **Run** in the widget.",
-    ),
-    ("code", "# %pip install patchwidget\nimport patchwidget as pw"),
-    (
-        "code",
-        "model = pw.demo_model()  # 3 layers, 4 heads, bundled with the package\n"
-        'prompts = pw.demo_prompts("flip_s2", n=32)  # S2, the repeated name, becomes the IO\n'
-        "exp = pw.Experiment(model, **prompts)",
-    ),
-    ("code", "exp.widget()"),
-    (
-        "markdown",
-        "## How to read it\n"
-        "\n"
-        "**Denoising** runs the corrupted prompt and restores one component's clean activation: "
-        "a cell near 1 means that component alone is *sufficient* to bring the clean answer "
-        "back. **Noising** runs the clean prompt and gives one component its corrupted "
-        "activation: a cell near 0 means the component is *necessary*.\n"
-        "\n"
-        "Click a cell to look inside it (layer → heads → positions); shift-click to collect "
-        "components into a circuit and test them together. Without a widget front end "
-        "(plain Python, a terminal, CI), the same sweep draws with matplotlib:",
-    ),
-    ("code", 'exp.sweep("head", progress=False).plot();'),
-)
-
-
-def quickstart_notebook() -> dict[str, Any]:
-    """The quickstart as nbformat 4 JSON (``notebooks/quickstart.ipynb`` holds the same cells)."""
-    cells = []
-    for i, (kind, source) in enumerate(QUICKSTART_CELLS):
-        cell: dict[str, Any] = {
-            "cell_type": kind,
-            "id": f"quickstart-{i}",
-            "metadata": {},
-            "source": source.splitlines(keepends=True),
-        }
-        if kind == "code":
-            cell.update(execution_count=None, outputs=[])
-        cells.append(cell)
-    return {
-        "cells": cells,
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
 # ---------------------------------------------------------------------------------- helpers
-def _cell_label(res: Any, index: tuple[int, ...]) -> str:
-    parts = []
-    for axis, i in zip(res.axes, index, strict=True):
-        label = res.labels[axis][i]
-        parts.append(f"pos {label}" if axis == "pos" else label)
-    return " ".join(parts)
-
-
 def _answers(text: str) -> tuple[str, str]:
     """``CORRECT|INCORRECT`` (as in the widget) or ``CORRECT,INCORRECT``; spaces are kept."""
     parts = text.split("|") if "|" in text else text.split(",")
@@ -589,15 +346,3 @@ def _suffixed(path: Path, tag: str) -> Path:
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 600 else text[:597] + "..."
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return value

@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from patchwidget import cli
+from patchwidget import cli, quickstart
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -283,7 +283,7 @@ def test_demo_writes_the_quickstart_and_builds_the_lab_command(capsys, tmp_path,
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: launched.append((cmd, cwd)) or 0)
     code, out, _ = run_cli(capsys, "demo", "--dir", str(tmp_path), "--no-browser")
     assert code == 0
-    notebook = tmp_path / cli.QUICKSTART_NAME
+    notebook = tmp_path / quickstart.QUICKSTART_NAME
     assert f"wrote {notebook}" in out
     [(cmd, cwd)] = launched
     assert cmd[:5] == [sys.executable, "-m", "jupyterlab", "quickstart.ipynb", "--no-browser"]
@@ -300,12 +300,12 @@ def test_demo_writes_the_quickstart_and_builds_the_lab_command(capsys, tmp_path,
 def test_quickstart_notebook_is_valid_and_matches_the_repository_copy():
     import nbformat
 
-    generated = nbformat.reads(json.dumps(cli.quickstart_notebook()), as_version=4)
+    generated = nbformat.reads(json.dumps(quickstart.quickstart_notebook()), as_version=4)
     nbformat.validate(generated)
     shipped = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
     assert [(c.cell_type, c.source) for c in shipped.cells] == [
         (c.cell_type, c.source) for c in generated.cells
     ], (
-        "notebooks/quickstart.ipynb drifted from cli.QUICKSTART_CELLS: regenerate it with "
+        "notebooks/quickstart.ipynb drifted from quickstart.QUICKSTART_CELLS: regenerate it with "
         "`rm notebooks/quickstart.ipynb && python -m patchwidget demo --dry-run --dir notebooks`"
     )
