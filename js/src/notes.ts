@@ -14,8 +14,11 @@ export interface NoteInput {
   corruption: string;
 }
 
-/** How far past 0 or 1 a normalised value must be to count as outside (not rounding noise). */
-export const OUTSIDE_TOLERANCE = 1e-3;
+/**
+ * How far past 0 or 1 a normalised value must be to be pointed out: 2% of the clean-corrupted
+ * gap. Smaller excursions are real but too small to teach anything; the tooltip still shows them.
+ */
+export const OUTSIDE_TOLERANCE = 0.02;
 
 export function isOutsideUnit(v: number): boolean {
   return v < -OUTSIDE_TOLERANCE || v > 1 + OUTSIDE_TOLERANCE;
@@ -65,7 +68,7 @@ export function guidanceNotes(input: NoteInput): string[] {
     const n = countOutsideUnit(input.values);
     if (n > 0) {
       notes.push(
-        `${n} cell${n === 1 ? "" : "s"} fall outside [0, 1] (dotted). Below 0 the patch pushes towards the corrupted behaviour (a component working against the answer); above 1 it overshoots the clean run. Both are findings, not errors.`,
+        `${n} cell${n === 1 ? "" : "s"} fall more than 2% outside [0, 1] (dotted). Below 0 the patch pushes towards the corrupted behaviour (a component working against the answer); above 1 it overshoots the clean run. Both are findings, not errors.`,
       );
     }
   }

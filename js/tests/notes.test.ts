@@ -12,8 +12,8 @@ describe("guidance notes", () => {
     expect(guidanceNotes({ ...base, metric: "accuracy", normalized: false }).join(" ")).toMatch(/confirm/);
   });
 
-  it("flags normalised values outside [0, 1] but not rounding noise", () => {
-    expect(countOutsideUnit([[1.0000001, -1e-6, 0.5, 1.4, -0.2, NaN]])).toBe(2);
+  it("flags normalised values clearly outside [0, 1], not small excursions", () => {
+    expect(countOutsideUnit([[1.0000001, -1e-6, 1.0095, -0.0076, 0.5, 1.4, -0.2, -0.021, NaN]])).toBe(3);
     const notes = guidanceNotes({ ...base, metric: "logit_diff", normalized: true, values: [[1.4, -0.2]] });
     expect(notes.join(" ")).toMatch(/2 cells fall outside/);
   });
