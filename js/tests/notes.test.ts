@@ -15,7 +15,7 @@ describe("guidance notes", () => {
   it("flags normalised values clearly outside [0, 1], not small excursions", () => {
     expect(countOutsideUnit([[1.0000001, -1e-6, 1.0095, -0.0076, 0.5, 1.4, -0.2, -0.021, NaN]])).toBe(3);
     const notes = guidanceNotes({ ...base, metric: "logit_diff", normalized: true, values: [[1.4, -0.2]] });
-    expect(notes.join(" ")).toMatch(/2 cells fall outside/);
+    expect(notes.join(" ")).toMatch(/2 cells fall more than 2% outside/);
   });
 
   it("flags baselines too close to normalise", () => {
