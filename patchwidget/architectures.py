@@ -29,6 +29,7 @@ class Architecture:
     qkv: tuple[str, ...]
     qkv_layout: str
     parallel: Callable[[Any], bool] = field(default=lambda config: False)
+    unembed: str = "lm_head"
 
 
 @dataclass(frozen=True)

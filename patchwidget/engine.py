@@ -102,6 +102,10 @@ class Engine:
                         saved[key] = nnsight.save(units)
                 if save_blocks:
                     saved[("block_raw", layer)] = nnsight.save(block.output)
+            # The answer position's hidden state arrives as a strided view; a contiguous copy
+            # makes the vocabulary projection ~10x faster on CPU.
+            unembed = hooks.unembed()
+            unembed.input = unembed.input.contiguous()
             logits = nnsight.save(hooks.model.output.logits[:, -1])
         return logits, dict(saved)
 

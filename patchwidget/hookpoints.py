@@ -80,6 +80,9 @@ class HookPoints:
     def embed(self) -> Any:
         return _path(self.model, self.arch.embed)
 
+    def unembed(self) -> Any:
+        return _path(self.model, self.arch.unembed)
+
     def block(self, layer: int) -> Any:
         return _path(self.model, self.arch.layers)[layer]
 
