@@ -65,6 +65,8 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         self._history_lock = threading.Lock()
         self._views: dict[int, Any] = {}
         self._describe_experiment()
+        if self.directions["denoising"]:
+            self.direction = "noising"  # the only direction an ablation supports
         self.on_msg(self._on_message)
 
     @classmethod

@@ -312,6 +312,7 @@ def test_engine_errors_become_error_replies() -> None:
     )
     w = PatchingWidget(exp)
     assert w.directions["denoising"] and w.directions["noising"] is None
+    assert w.direction == "noising"  # the first view runs in the direction that applies
     send(w, {"type": "sweep", "id": 1, "site": "resid_pre", "direction": "denoising"})
     reply = final(w, 1)
     assert reply["type"] == "error" and "noising" in reply["message"]
