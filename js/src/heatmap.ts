@@ -57,6 +57,12 @@ export class HeatmapArea {
       observer.observe(this.el);
       d.add(() => observer.disconnect());
     }
+    // The canvases read theme colours when painted: repaint when JupyterLab switches theme.
+    if (typeof MutationObserver !== "undefined" && document.body) {
+      const theme = new MutationObserver(() => this.schedule());
+      theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+      d.add(() => theme.disconnect());
+    }
   }
 
   /** Redraw on the next animation frame (coalesces bursts of progress messages). */
