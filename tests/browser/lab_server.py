@@ -52,6 +52,7 @@ class LabServer:
             json.dumps(_NOTIFICATION_SETTINGS)
         )
         self.runtime_dir = dirs["runtime"]
+        self.data_dir = dirs["data"]  # the notary's secret and signatures (`jupyter trust`)
         self._env = {
             **os.environ,
             "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
