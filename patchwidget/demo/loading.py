@@ -11,8 +11,16 @@ MODEL_DIR = Path(__file__).parent / "model"
 def load_demo_hf() -> tuple[Any, Any]:
     """(Hugging Face GPT-2 model in eval mode with eager attention, its tokenizer), offline."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
+    from transformers.utils import logging
 
-    model = GPT2LMHeadModel.from_pretrained(MODEL_DIR, attn_implementation="eager")
+    # 40 tensors load in milliseconds: a progress bar would only clutter a lesson's notebook.
+    bar_was_on = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        model = GPT2LMHeadModel.from_pretrained(MODEL_DIR, attn_implementation="eager")
+    finally:
+        if bar_was_on:
+            logging.enable_progress_bar()
     return model.eval(), AutoTokenizer.from_pretrained(MODEL_DIR)
 
 
