@@ -197,14 +197,14 @@ class Experiment:
             by_pos = True
         axes = _sweep_axes(site, by_pos)
         n_heads = self.dims.n_kv_heads if site in ("head_k", "head_v") else self.dims.n_heads
-        coords = {
+        every = {
             "layer": self._indices(layers, self.dims.n_layers, "layer"),
             "head": self._indices(heads, n_heads, "head"),
             "pos": self._indices(positions, self.length, "position"),
             "neuron": self._indices(neurons, self.dims.d_mlp, "neuron"),
         }
-        coords = {a: coords[a] for a in axes}
-        together = None if positions is None or "pos" in axes else coords_pos(positions, self)
+        coords = {a: every[a] for a in axes}
+        together = None if positions is None or "pos" in axes else every["pos"]
         patch_sets = [
             [self._target(site, **dict(zip(axes, values, strict=True)), together=together)]
             for values in itertools.product(*(coords[a] for a in axes))
@@ -431,6 +431,7 @@ class Experiment:
         shape = tuple(len(coords[a]) for a in axes)
         n_sets, n_pairs = len(patch_sets), self.n_pairs
         readouts = np.full((n_sets, n_pairs, len(READOUT_FIELDS)), np.nan, dtype=np.float32)
+        metadata = self._metadata(site, direction, meta)
 
         def result(complete: bool) -> PatchResult:
             return PatchResult(
@@ -442,7 +443,7 @@ class Experiment:
                 readouts=readouts.reshape(*shape, n_pairs, -1).copy(),
                 clean_readouts=self.clean_readouts,
                 corrupted_readouts=self.corrupted_readouts,
-                metadata=self._metadata(site, direction, meta),
+                metadata=metadata,
                 complete=complete,
             )
 
@@ -527,11 +528,6 @@ class Experiment:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **{k: _jsonable(v) for k, v in extra.items()},
         }
-
-
-def coords_pos(positions: Iterable[int], exp: Experiment) -> tuple[int, ...]:
-    """Positions patched together at sites without a position axis."""
-    return exp._indices(positions, exp.length, "position")
 
 
 def _sweep_axes(site: str, by_pos: bool) -> tuple[str, ...]:

@@ -86,7 +86,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
 
     def _describe_experiment(self) -> None:
         exp = self.experiment
-        self.info = {k: _jsonable(v) for k, v in dict(exp.info).items()}
+        self.info = dict(exp.info)
         available = exp.available_sites()
         self.sites = [
             {"name": name, "reason": available.get(name, "not supported"), "help": site.description}
@@ -167,9 +167,3 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
 def _model_expr(experiment: Any) -> str:
     name = dict(experiment.info).get("model_name") or "<model name>"
     return f"pw.load_model({name!r})"
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
