@@ -12,7 +12,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from patchwidget import cli, quickstart
+from patchwidget.cli import commands as cli
+from patchwidget.cli import quickstart
 
 ROOT = Path(__file__).resolve().parents[1]
 

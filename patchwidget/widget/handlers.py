@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from .codegen import ExperimentSource, circuit_code, view_code
-from .widget_jobs import Job
-from .widget_messages import (
+from .jobs import Job
+from .messages import (
     ComponentSpec,
     MessageError,
     ViewRequest,
@@ -23,7 +23,7 @@ from .widget_messages import (
     parse_view,
     require_id,
 )
-from .widget_views import ViewData, circuit_payload
+from .views import ViewData, circuit_payload
 
 PROGRESS_INTERVAL_S = 0.2
 MAX_KEPT_VIEWS = 32
@@ -178,7 +178,7 @@ class HandlersMixin:
         self._reply({"type": "result", "id": view.id, "meta": meta, "status": status}, [buffer])
 
     def _run_circuit(self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any]) -> None:
-        from .components import Component
+        from ..components import Component
 
         self._reply({"type": "started", "id": job.id, "kind": "circuit"})
         group = self._kv_group()
@@ -215,7 +215,7 @@ class HandlersMixin:
         answers: list[tuple[str, str]],
         entry: dict[str, Any],
     ) -> None:
-        from .experiment import Experiment
+        from ..experiment import Experiment
 
         old = self.experiment
         try:
@@ -320,7 +320,7 @@ HANDLED = ("sweep", "circuit", "set_prompts", "cancel", "copy_code", "save_figur
 
 def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:
     """(direction, site, keyword arguments) of each engine sweep the view needs."""
-    from .components import HEAD_PART_SITES
+    from ..components import HEAD_PART_SITES
 
     base = {
         k: list(v)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .components import HEAD_PART_SITES, SITES
-from .metrics import METRICS
+from ..components import HEAD_PART_SITES, SITES
+from ..metrics import METRICS
 
 DIRECTIONS = ("denoising", "noising")
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")

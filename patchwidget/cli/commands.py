@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli_report import summary, to_json, write_figure
 from .quickstart import QUICKSTART_NAME, lab_command, quickstart_notebook
+from .report import summary, to_json, write_figure
 
 DIRECTION_CHOICES = ("denoising", "noising", "both")
 DEMO_DEFAULT_PAIRS = 32
@@ -49,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .components import SITES
-    from .demo import DEMO_CORRUPTIONS
-    from .metrics import METRICS
+    from ..components import SITES
+    from ..demo import DEMO_CORRUPTIONS
+    from ..metrics import METRICS
 
     parser = _Parser(
         prog="patchwidget",
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------- sweep
 def run_sweep(args: argparse.Namespace) -> int:
     """``patchwidget sweep``: run, print a summary, write the figure and optional files."""
-    from .experiment import DIRECTIONS, Experiment
+    from ..experiment import DIRECTIONS, Experiment
 
     out = args.out or Path(f"{args.site}.png")
     _check_outputs(out, args.json, args.save_path)
@@ -218,8 +218,8 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
             "and without --clean/--corrupted/--answers/--prompts"
         )
     if args.model == "demo":
-        from .demo import DEMO_CORRUPTIONS, demo_prompts, load_demo_hf
-        from .models import load_model
+        from ..demo import DEMO_CORRUPTIONS, demo_prompts, load_demo_hf
+        from ..models import load_model
 
         hf, tokenizer = load_demo_hf()
         model = load_model(hf, tokenizer=tokenizer, device=args.device, dtype=args.dtype)
@@ -234,7 +234,7 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
             f"--model {args.model} needs prompts: --clean TEXT --corrupted TEXT "
             "--answers ' correct| incorrect' (repeat per pair), or --prompts FILE.json"
         )
-    from .models import load_model
+    from ..models import load_model
 
     try:
         model = load_model(args.model, device=args.device, dtype=args.dtype)

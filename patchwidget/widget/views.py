@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .components import HEAD_PART_SITES
-from .readouts import READOUT_FIELDS
-from .widget_messages import ViewRequest
+from ..components import HEAD_PART_SITES
+from ..readouts import READOUT_FIELDS
+from .messages import ViewRequest
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")

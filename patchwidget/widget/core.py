@@ -12,13 +12,13 @@ from typing import Any
 import anywidget
 import traitlets as t
 
-from .components import SITES
-from .corruptions import Ablation
-from .widget_handlers import HandlersMixin
-from .widget_jobs import JobQueue
-from .widget_messages import Limits
+from ..components import SITES
+from ..corruptions import Ablation
+from .handlers import HandlersMixin
+from .jobs import JobQueue
+from .messages import Limits
 
-STATIC = pathlib.Path(__file__).parent / "static"
+STATIC = pathlib.Path(__file__).parent.parent / "static"
 
 
 class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
@@ -49,7 +49,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     circuit = t.List().tag(sync=True)
 
     def __init__(self, experiment: Any, *, model_expr: str | None = None, **kwargs: Any) -> None:
-        from .experiment import Experiment
+        from ..experiment import Experiment
 
         if not isinstance(experiment, Experiment):
             experiment = Experiment(experiment, **kwargs)
@@ -72,8 +72,8 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     @classmethod
     def demo(cls, corruption: str = "flip_s2", **prompt_kwargs: Any) -> PatchingWidget:
         """The bundled tiny IOI model with its demo prompts."""
-        from .demo import demo_model, demo_prompts
-        from .experiment import Experiment
+        from ..demo import demo_model, demo_prompts
+        from ..experiment import Experiment
 
         exp = Experiment(demo_model(), **demo_prompts(corruption, **prompt_kwargs))
         return cls(exp, model_expr="pw.demo_model()")

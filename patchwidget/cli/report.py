@@ -55,7 +55,7 @@ def summary(
     model_name: str = "",
 ) -> str:
     """The text ``patchwidget sweep`` prints."""
-    from .metrics import METRICS
+    from ..metrics import METRICS
 
     info, first = exp.info, results[0]
     name = model_name or info["model_name"]
@@ -107,8 +107,8 @@ def summary(
 
 def to_json(exp: Any, results: Sequence[Any], metric: str, normalized: bool) -> dict[str, Any]:
     """Everything the sweep produced as JSON-ready data (NaN becomes null)."""
-    from .metrics import METRICS
-    from .readouts import READOUT_FIELDS
+    from ..metrics import METRICS
+    from ..readouts import READOUT_FIELDS
 
     first = results[0]
 
@@ -158,7 +158,7 @@ def write_figure(results: Sequence[Any], metric: str, normalized: bool, out: Pat
     """The sweep's heatmap (two panels side by side for both directions) written to ``out``."""
     import matplotlib
 
-    from .metrics import METRICS
+    from ..metrics import METRICS
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
