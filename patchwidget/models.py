@@ -110,7 +110,8 @@ def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    """The one device holding the weights; a ValueError that says how to fix anything else."""
+    """The device holding the weights (of a device-mapped model: its token embeddings); a
+    ValueError that says how to fix anything else."""
     devices = {p.device for p in model.parameters()}
     if any(d.type == "meta" for d in devices):
         raise ValueError(
@@ -122,4 +123,6 @@ def model_device(model: torch.nn.Module) -> torch.device:
             f"the model's weights are spread over {sorted(map(str, devices))} without a device "
             "map; move the whole model to one device, e.g. model.to('cuda')"
         )
+    if len(devices) > 1 and hasattr(model, "get_input_embeddings"):
+        return model.get_input_embeddings().weight.device  # where the token ids go
     return next(iter(sorted(devices, key=str)))
