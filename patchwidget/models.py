@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,6 +75,11 @@ def load_model(
         model.set_attn_implementation("eager")
         wrapped = TransformersModel(model, tokenizer=tokenizer)
     elif isinstance(model, str):
+        if remote is True and Path(model).is_dir():
+            raise ValueError(
+                f"remote=True runs a model NDIF serves, named by its hub id; {model!r} is a "
+                "local folder: load it here (remote=False) or with remote='local'"
+            )
         options: dict[str, Any] = {
             "attn_implementation": "eager",
             "task": "text-generation",

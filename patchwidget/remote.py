@@ -54,8 +54,9 @@ REMOTE_MEMORY_BUDGET = 4 * 2**30
 Status = Callable[[str], None]
 
 
-class RemoteExecutionError(RuntimeError):
-    """A remote request failed: the message says why and what to do."""
+class RemoteExecutionError(ConnectionError):
+    """A remote request failed (NDIF refused, could not run or could not be reached): the
+    message says why and what to do."""
 
 
 @dataclass
@@ -163,9 +164,9 @@ class RemoteRunner:
             if self.on_status is not None:
                 self.on_status(name)
 
-        backend = _backend(self.exp.model, self.mode, status)
         started = time.perf_counter()
         try:
+            backend = _backend(self.exp.model, self.mode, status)
             result = _execute(self.exp.model, backend, program.ops, outputs)
         except Exception as error:
             raise _explain(error, self.mode) from error

@@ -215,13 +215,32 @@ def test_remote_true_needs_a_served_model_name() -> None:
         pw.load_model(_cached_model("gpt2"), tokenizer=make_tokenizer(), remote="yes")
 
 
+def _served_model(folder: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A remote=True model of the tiny GPT-2 (built on the meta device from its folder), keyed
+    as if NDIF served it under a hub id."""
+    from nnsight import TransformersModel
+    from nnsight.modeling import huggingface
+
+    _cached_model("gpt2").save_pretrained(folder)
+    meta = TransformersModel(
+        str(folder),
+        dispatch=False,
+        tokenizer=make_tokenizer(),
+        task="text-generation",
+        attn_implementation="eager",
+    )
+    monkeypatch.setitem(huggingface._ID_CACHE, str(folder), "openai-community/gpt2")
+    return pw.load_model(meta, remote=True)
+
+
 def test_a_remote_model_is_built_without_weights_and_server_errors_are_explained(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
 
-    _cached_model("gpt2").save_pretrained(tmp_path)
-    model = pw.load_model(str(tmp_path), tokenizer=make_tokenizer(), remote=True)
+    with pytest.raises(ValueError, match="local folder"):
+        pw.load_model(str(tmp_path), remote=True)
+    model = _served_model(tmp_path, monkeypatch)
     assert {p.device.type for p in model._module.parameters()} == {"meta"}
     sent: list[str] = []
 
@@ -232,7 +251,7 @@ def test_a_remote_model_is_built_without_weights_and_server_errors_are_explained
     monkeypatch.setattr(RemoteBackend, "request", refuse)
     with pytest.raises(RemoteExecutionError, match="does not serve this model"):
         pw.Experiment(model, CLEAN, corrupted=CORRUPTED, answers=ANSWERS)
-    assert len(sent) == 1 and str(tmp_path) in sent[0]
+    assert len(sent) == 1 and "openai-community/gpt2" in sent[0], sent
 
     def queue_full(self: Any, request: Any, tracer: Any) -> None:
         raise RemoteError("Queue is full, please try again later")
@@ -240,3 +259,29 @@ def test_a_remote_model_is_built_without_weights_and_server_errors_are_explained
     monkeypatch.setattr(RemoteBackend, "request", queue_full)
     with pytest.raises(RemoteExecutionError, match="queue is full"):
         pw.Experiment(model, CLEAN, corrupted=CORRUPTED, answers=ANSWERS)
+
+
+def test_the_command_line_runs_remotely_and_reports_server_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
+
+    from patchwidget import cli
+
+    out = tmp_path / "head.png"
+    args = ["sweep", "--site", "head", "--quiet", "--out", str(out)]
+    assert cli.main([*args, "--pairs", "2", "--remote", "local"]) == 0
+    assert out.exists() and "L" in capsys.readouterr().out
+
+    def failed(self: Any, request: Any, tracer: Any) -> None:
+        raise RemoteError("CUDA out of memory while running the request")
+
+    monkeypatch.setattr(RemoteBackend, "request", failed)
+    from patchwidget import models
+
+    served = _served_model(tmp_path / "model", monkeypatch)
+    monkeypatch.setattr(models, "load_model", lambda name, **kw: served)
+    own = ["--clean", CLEAN[0], "--corrupted", CORRUPTED[0], "--answers", "|".join(ANSWERS[0])]
+    code = cli.main([*args, "--model", str(tmp_path / "model"), *own, "--remote", "ndif"])
+    err = capsys.readouterr().err
+    assert code == 2 and "remote job failed on NDIF" in err and "out of memory" in err, err
