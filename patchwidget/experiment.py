@@ -30,7 +30,7 @@ from .jsondata import jsonable
 from .models import load_model, model_device
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import compute_readouts
-from .remote import RemoteRunner, remote_mode
+from .remote import RUNS_ON, RemoteRunner, remote_mode
 from .result import PatchResult
 from .runner import Cancel, Progress, RunRequest, run
 from .sites import indices, n_heads_of, sweep_axes, target
@@ -146,7 +146,7 @@ class Experiment:
             "d_model": d.d_model,
             "d_head": d.d_head,
             "d_mlp": d.d_mlp,
-            "device": str(self.device),
+            "device": RUNS_ON.get(self.remote, str(self.device)),
             "dtype": str(self.dtype).removeprefix("torch."),
         }
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REMOTE_MODES = (True, "local")
+RUNS_ON = {True: "NDIF (remote)", "local": "nnsight's local simulation of NDIF"}
 SHIPPED_BY_VALUE = (units, ablations, readouts, session_ops)
 _READ_INPUT = {"block_in", "z", "neurons"}
 # Rows (patch sets × pairs) per request: a request's payload and its server time stay small
@@ -119,8 +119,9 @@ class RemoteRunner:
             exp.dtype,
             exp.memory_budget or REMOTE_MEMORY_BUDGET,
         )
-        per_batch = max(1, rows // n_pairs)
-        per_request = max(per_batch, ROWS_PER_REQUEST // n_pairs // per_batch * per_batch)
+        per_request = max(1, ROWS_PER_REQUEST // n_pairs)
+        per_batch = min(max(1, rows // n_pairs), per_request)
+        per_request = per_request // per_batch * per_batch
         bar = _progress_bar(n_sets, request) if request.progress and n_sets > per_request else None
         done = 0
         for start in range(0, n_sets, per_request):
@@ -179,6 +180,7 @@ class RemoteRunner:
         buffer = io.BytesIO()
         torch.save(result, buffer)
         self.stats.returned_bytes += buffer.tell()
+        status("COMPLETED")  # (again, after NDIF's own): now with the runtime recorded
         log.info(
             "remote request: %d ops, %d bytes back, %.2f s on the server",
             len(program.ops),
@@ -445,8 +447,6 @@ class _ObservedBackend:
             return self.inner(tracer)
         finally:
             self.meta = getattr(self.inner, "meta", None)
-            if self.mode == "local":
-                self.on_status("COMPLETED")
 
 
 def _backend(model: Any, mode: bool | str, on_status: Status) -> _ObservedBackend:

@@ -5,6 +5,7 @@ import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
 import { HeatmapArea } from "./heatmap";
+import { modelLine } from "./modelline";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -52,6 +53,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
+  const modelInfo = modelLine(model, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
@@ -59,6 +61,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
+    modelInfo,
     controls.el,
     prompts.el,
     error,
