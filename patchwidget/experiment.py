@@ -30,7 +30,7 @@ from .jsondata import jsonable
 from .models import load_model, model_device
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import compute_readouts
-from .remote import RUNS_ON, RemoteRunner, remote_mode
+from .remote import RUNS_ON, RemoteRunner, RemoteStats, remote_mode
 from .result import PatchResult
 from .runner import Cancel, Progress, RunRequest, run
 from .sites import indices, n_heads_of, sweep_axes, target
@@ -128,6 +128,12 @@ class Experiment:
     @property
     def length(self) -> int:
         return self.prompts.length
+
+    @property
+    def remote_stats(self) -> RemoteStats | None:
+        """Requests sent so far, bytes returned and the last server runtime of a remote model
+        (None for a model that runs here)."""
+        return None if self._remote is None else self._remote.stats
 
     @property
     def directions(self) -> tuple[str, ...]:

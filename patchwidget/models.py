@@ -129,6 +129,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
             f"the model's weights are spread over {sorted(map(str, devices))} without a device "
             "map; move the whole model to one device, e.g. model.to('cuda')"
         )
-    if len(devices) > 1 and hasattr(model, "get_input_embeddings"):
-        return model.get_input_embeddings().weight.device  # where the token ids go
+    embeddings = getattr(model, "get_input_embeddings", None)
+    if len(devices) > 1 and embeddings is not None:
+        return embeddings().weight.device  # where the token ids go
     return next(iter(sorted(devices, key=str)))

@@ -405,7 +405,7 @@ def _execute(model: Any, backend: Any, ops: list[tuple[Any, ...]], outputs: list
     line numbers by which it finds the inner traces.
     """
     with model.session(backend=backend):
-        store = {}
+        store: dict = {}
         with torch.no_grad():
             for op in ops:
                 if op[0] == "trace":

@@ -220,7 +220,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace) -> bool | str:
-    return {"ndif": True, "local": "local", None: False}[args.remote]
+    modes: dict[str | None, bool | str] = {"ndif": True, "local": "local", None: False}
+    return modes[args.remote]
 
 
 def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
