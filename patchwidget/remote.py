@@ -122,7 +122,8 @@ class RemoteRunner:
         per_request = max(1, ROWS_PER_REQUEST // n_pairs)
         per_batch = min(max(1, rows // n_pairs), per_request)
         per_request = per_request // per_batch * per_batch
-        bar = _progress_bar(n_sets, request) if request.progress and n_sets > per_request else None
+        # Even one request gets a bar: it shows the job's status while NDIF queues and runs it.
+        bar = _progress_bar(n_sets, request) if request.progress else None
         done = 0
         for start in range(0, n_sets, per_request):
             if cancelled(request.cancel):

@@ -285,3 +285,31 @@ def test_the_command_line_runs_remotely_and_reports_server_errors(
     code = cli.main([*args, "--model", str(tmp_path / "model"), *own, "--remote", "ndif"])
     err = capsys.readouterr().err
     assert code == 2 and "remote job failed on NDIF" in err and "out of memory" in err, err
+
+
+def test_the_progress_bar_shows_the_job_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchwidget import remote as remote_module
+
+    class Bar:
+        def __init__(self) -> None:
+            self.postfixes: list[str] = []
+            self.n = 0
+            self.closed = False
+
+        def set_postfix_str(self, text: str) -> None:
+            self.postfixes.append(text)
+
+        def update(self, n: int) -> None:
+            self.n += n
+
+        def close(self) -> None:
+            self.closed = True
+
+    bars: list[Bar] = []
+    monkeypatch.setattr(
+        remote_module, "_progress_bar", lambda total, request: bars.append(Bar()) or bars[-1]
+    )
+    _, remote = _pair("gpt2", "counterfactual")
+    remote.sweep("head", "denoising")  # one request, and still a bar
+    (bar,) = bars
+    assert bar.postfixes == ["running", "completed"] and bar.n == 8 and bar.closed
