@@ -49,6 +49,9 @@ class Experiment:
     Args:
         model: an nnsight model, a transformers model (with its tokenizer, through
             ``pw.load_model``), a hub name or a local folder; loaded with ``pw.load_model``.
+            A model loaded with ``remote=True`` (or ``"local"``) runs every step that needs it
+            as nnsight requests to NDIF (or their local simulation); its sizes come from its
+            config.
         clean: the clean prompt(s); every prompt must have the same number of tokens.
         corrupted: counterfactual prompt(s), one per clean prompt and of its token length.
         answers: ``(correct, incorrect)`` answer tokens per pair (or one pair for all), each a

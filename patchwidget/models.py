@@ -26,7 +26,7 @@ def load_model(
 
     Args:
         model: a hub name or local folder, a transformers model (needs ``tokenizer``), or an
-            nnsight model (returned as is).
+            nnsight model (returned as is; ``remote=True``/``"local"`` marks it to run remotely).
         tokenizer: the model's tokenizer; loaded with the model when it is a name.
         device: where the weights go, e.g. ``"cuda"`` (default: where transformers puts them).
         dtype: ``torch.float32``, ``"bfloat16"``, ...; default: the checkpoint's.

@@ -20,7 +20,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import nnsight
@@ -67,7 +67,6 @@ class RemoteStats:
     returned_bytes: int = 0
     last_runtime_s: float | None = None
     last_status: str = ""
-    statuses: list[str] = field(default_factory=list)
 
 
 def remote_mode(model: Any) -> bool | str:
@@ -83,9 +82,7 @@ class RemoteRunner:
         self.mode = mode
         self.stats = RemoteStats()
         self.on_status: Status | None = None
-        hooks = exp.hooks
-        self._blocks = [hooks.block(layer) for layer in range(exp.dims.n_layers)]
-        self._embed = hooks.embed()
+        self._embed = exp.hooks.embed()
 
     # ------------------------------------------------------------------ requests
     def embedding_std(self) -> float:
@@ -104,7 +101,9 @@ class RemoteRunner:
         out = self._request(program, ["clean_readouts", "corrupted_readouts"])
         return _numpy(out["clean_readouts"]), _numpy(out["corrupted_readouts"])
 
-    def run(self, request: RunRequest, result: Callable[[np.ndarray, bool], PatchResult]) -> Any:
+    def run(
+        self, request: RunRequest, result: Callable[[np.ndarray, bool], PatchResult]
+    ) -> PatchResult:
         """Readouts of every patch set of ``request``, in as few requests as the limits allow."""
         from .runner import cancelled
 
@@ -160,7 +159,6 @@ class RemoteRunner:
 
         def status(name: str) -> None:
             self.stats.last_status = name
-            self.stats.statuses.append(name)
             if bar is not None:
                 bar.set_postfix_str(name.lower())
             if self.on_status is not None:
@@ -171,7 +169,10 @@ class RemoteRunner:
             backend = _backend(self.exp.model, self.mode, status)
             result = _execute(self.exp.model, backend, program.ops, outputs)
         except Exception as error:
-            raise _explain(error, self.mode) from error
+            explained = _explain(error, self.mode)
+            if explained is error:
+                raise
+            raise explained from error
         self.stats.requests += 1
         meta = getattr(backend, "meta", None) or {}
         runtime = _runtime(meta)
@@ -346,7 +347,7 @@ class _Program:
         """Hook points to visit, in forward order, as plain tuples (see :func:`_execute`)."""
         hooks, steps = self.exp.hooks, []
         for layer in sorted({layer for _, layer in [*patched, *saved]}):
-            block = self._blocks_of(layer)
+            block = hooks.block(layer)
             mid_key = (RESID_MID, layer)
             needs_mid = mid_key in patched or mid_key in saved
             for point in POINT_ORDER:
@@ -377,9 +378,6 @@ class _Program:
                     )
                 )
         return steps
-
-    def _blocks_of(self, layer: int) -> Any:
-        return self.runner._blocks[layer]
 
 
 def _cells(
