@@ -84,6 +84,9 @@ class Experiment:
         # here (ids, noise) stay on the CPU and follow each layer's device over there.
         self.device = torch.device("cpu") if self.remote else model_device(self._hf)
         self.dtype = next(self._hf.parameters()).dtype
+        served_dtype = getattr(self._hf.config, "dtype", None)
+        if self.remote is True and isinstance(served_dtype, torch.dtype):
+            self.dtype = served_dtype  # the checkpoint's dtype, as the server holds it
         clean_list = as_list(clean, "clean")
         if clean_list is None:
             raise ValueError("clean prompts are required: clean=['...']")
