@@ -152,6 +152,12 @@ def test_confirmatory_patches_and_circuits_equal_the_local_run(
         want = local.patch(_components(), direction)
         got = remote.patch(_components(), direction)
         np.testing.assert_allclose(got.readouts, want.readouts, atol=ATOL)
+    restricted = {"layers": [1], "heads": [0, 3], "positions": [2, 5]}  # positions patched together
+    np.testing.assert_allclose(
+        remote.sweep("head", local.directions[-1], progress=False, **restricted).readouts,
+        local.sweep("head", local.directions[-1], progress=False, **restricted).readouts,
+        atol=ATOL,
+    )
     want_c = local.circuit(_components()[:2])
     got_c = remote.circuit(_components()[:2])
     assert got_c.results.keys() == want_c.results.keys()
