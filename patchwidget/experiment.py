@@ -15,6 +15,7 @@ import torch
 from . import __version__
 from .ablations import mean_values, resample_values
 from .architectures import architecture_for, dims_of
+from .attribution import attribution_sweep, check_method
 from .batching import batches, first_layer, rows_of
 from .circuit import CircuitResult, complement_of
 from .components import HEAD_PART_SITES, SITES, Component
@@ -188,10 +189,18 @@ class Experiment:
         on_progress: Progress | None = None,
         cancel: threading.Event | Callable[[], bool] | None = None,
         progress: bool = True,
+        method: str = "exact",
+        qk_fix: bool = False,
+        grad_drop: bool = False,
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
         layers / heads / positions / neurons. For sites without a position axis, ``positions``
-        are the positions patched together (default: all)."""
+        are the positions patched together (default: all).
+
+        ``method="attribution"`` estimates every patch from one gradient pass (see
+        ``patchwidget.attribution``; ``qk_fix`` and ``grad_drop`` are AtP*'s refinements);
+        check it with ``exp.verify(result, top=k)``."""
+        check_method(method, qk_fix, grad_drop)
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True
@@ -211,6 +220,10 @@ class Experiment:
         ]
         labels = {a: tuple(self._label(a, v, site) for v in coords[a]) for a in axes}
         meta = {"layers": layers, "heads": heads, "positions": positions, "neurons": neurons}
+        if method == "attribution":
+            return attribution_sweep(
+                self, patch_sets, site, direction, axes, coords, labels, meta, qk_fix, grad_drop
+            )
         return self._run(
             patch_sets, site, direction, axes, coords, labels, meta, on_progress, cancel, progress
         )
