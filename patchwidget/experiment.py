@@ -32,6 +32,7 @@ from .models import load_model, model_device
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import READOUT_FIELDS, compute_readouts
 from .result import PatchResult
+from .verification import Verification, verify
 
 DIRECTIONS = ("denoising", "noising")
 _SIMPLE_POINTS = {
@@ -227,6 +228,19 @@ class Experiment:
         return self._run(
             patch_sets, site, direction, axes, coords, labels, meta, on_progress, cancel, progress
         )
+
+    def verify(
+        self,
+        estimate: PatchResult,
+        top: int | None = None,
+        metric: str = "logit_diff",
+        on_progress: Callable[[int, int, Verification], None] | None = None,
+        cancel: threading.Event | Callable[[], bool] | None = None,
+        progress: bool = True,
+    ) -> Verification:
+        """Exact patching of an attribution estimate's ``top`` largest cells (all when None),
+        largest first; the result holds both and their agreement (``.agreement(metric)``)."""
+        return verify(self, estimate, top, metric, on_progress, cancel, progress)
 
     def patch(
         self, components: Iterable[Component], direction: str = "denoising", label: str = ""
