@@ -68,7 +68,7 @@ class PatchResult:
 
     @property
     def method(self) -> str:
-        """"exact", or "attribution" for a first-order estimate (see ``metadata["note"]``)."""
+        """ "exact", or "attribution" for a first-order estimate (see ``metadata["note"]``)."""
         return self.metadata.get("method", "exact")
 
     @property
