@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from .architectures import QKV_PER_HEAD, QKV_SEPARATE, QKV_SPLIT
-from .engine import Key
 from .gradients import GRADIENT_FIELDS, GradientPass, attention_inputs, gradient_pass
-from .hookpoints import HookPoints, Target
+from .hookpoints import HookPoints, Key, Target
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
 
@@ -109,16 +108,22 @@ def estimate_readouts(
     """Estimated readouts (sets, pairs, fields) and, with ``grad_drop``, per-metric scores."""
     hooks = exp.hooks
     fixed = {t for ts in patch_sets for t in ts if qk_fix and qk_part(hooks, t) is not None}
+    if fixed and "denoising" not in exp.directions:
+        raise ValueError(
+            "the QK fix recomputes attention with the source run's queries and keys; an "
+            f"{type(exp.corruption).__name__} has no source run. Use qk_fix=False, or give "
+            "corrupted prompts or pw.GaussianNoise()."
+        )
     linear_keys = {(t.point, t.layer) for ts in patch_sets for t in ts if t not in fixed}
     fixed_layers = frozenset(t.layer for t in fixed)
     grad_keys = frozenset(linear_keys | {("pattern", layer) for layer in fixed_layers})
     with exp._lock:
-        ids, noise = exp._corrupted_input() if direction == "denoising" else (exp._clean_ids, None)
+        run = exp._base_run(direction)
         gp = gradient_pass(
             hooks,
             exp.device,
-            ids,
-            noise,
+            run.ids,
+            run.noise,
             grad_keys,
             exp._correct,
             exp._incorrect,
@@ -190,17 +195,8 @@ def _contributions(diff: torch.Tensor, grads: torch.Tensor) -> np.ndarray:
 
 def _source_attention(exp: Experiment, direction: str, layers: frozenset[int]) -> dict[int, Any]:
     """The source run's attention-function inputs (post-rotary queries and keys)."""
-    if exp._is_ablation:
-        raise ValueError(
-            "the QK fix recomputes attention with the source run's queries and keys; an "
-            f"{type(exp.corruption).__name__} has no source run. Use qk_fix=False, or give "
-            "corrupted prompts or pw.GaussianNoise()."
-        )
-    if direction == "denoising":
-        ids, noise = exp._clean_ids, None
-    else:
-        ids, noise = exp._corrupted_input()
-    return attention_inputs(exp.hooks, exp.device, ids, noise, layers)
+    source = exp._base_run("noising" if direction == "denoising" else "denoising")
+    return attention_inputs(exp.hooks, exp.device, source.ids, source.noise, layers)
 
 
 def _qk_fix_contributions(

@@ -16,8 +16,7 @@ from typing import Any
 import nnsight
 import torch
 
-from .engine import Key
-from .hookpoints import POINT_ORDER, RESID_MID, HookPoints
+from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Key
 
 GRADIENT_FIELDS = ("logit_correct", "logit_incorrect", "lse")
 ATTENTION_CALL = "attention"  # key point name for the attention function's (query, key, mask)

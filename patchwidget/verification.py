@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import metrics
 from .attribution import NOT_ESTIMABLE, grad_drop_scores
+from .hookpoints import Target
 from .result import PatchResult
+from .runner import Cancel, RunRequest, run
+from .sites import indices, target
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -101,7 +103,7 @@ def verify(
     top: int | None = None,
     metric: str = "logit_diff",
     on_progress: VerifyProgress | None = None,
-    cancel: threading.Event | Callable[[], bool] | None = None,
+    cancel: Cancel | None = None,
     progress: bool = True,
 ) -> Verification:
     """Exact patching of the ``top`` cells with the largest estimated ``metric`` effect (all
@@ -141,18 +143,19 @@ def verify(
         if on_progress is not None:
             on_progress(done, total, verification(part, done))
 
-    part = exp._run(
-        patch_sets,
-        estimate.site,
-        estimate.direction,
-        ("cell",),
-        {"cell": tuple(range(len(order)))},
-        {"cell": labels},
-        meta,
-        report,
-        cancel,
-        progress,
+    request = RunRequest(
+        patch_sets=patch_sets,
+        site=estimate.site,
+        direction=estimate.direction,
+        axes=("cell",),
+        coords={"cell": tuple(range(len(order)))},
+        labels={"cell": labels},
+        meta=meta,
+        on_progress=report,
+        cancel=cancel,
+        progress=progress,
     )
+    part = run(exp, request)
     done = int(np.isfinite(part.readouts[:, 0, 0]).sum())
     return verification(part, done)
 
@@ -191,13 +194,13 @@ def _base(result: PatchResult, metric: str) -> float:
     return metrics.baselines(metric, result.clean_readouts, result.corrupted_readouts)[which]
 
 
-def _targets(exp: Experiment, result: PatchResult, flat: int) -> list[Any]:
+def _targets(exp: Experiment, result: PatchResult, flat: int) -> list[Target]:
     index = np.unravel_index(flat, result.shape)
     values = {a: result.coords[a][i] for a, i in zip(result.axes, index, strict=True)}
     positions = result.metadata.get("positions")
     together = (
         None
         if positions is None or "pos" in result.axes
-        else exp._indices(positions, exp.length, "position")
+        else indices(positions, exp.length, "position")
     )
-    return [exp._target(result.site, **values, together=together)]
+    return [target(exp.hooks, result.site, **values, together=together)]

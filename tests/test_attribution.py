@@ -49,7 +49,7 @@ def test_first_order_is_exact_where_the_readout_is_linear(corruption) -> None:
         else _experiment(model, corrupted=None, corruption=corruption)
     )
     last = exp.dims.n_layers - 1
-    directions = ("noising",) if exp._is_ablation else ("denoising", "noising")
+    directions = exp.directions
     for direction in directions:
         for site, kwargs in (("resid_post", {}), ("mlp_out", {}), ("neuron", {})):
             exact = exp.sweep(site, direction, layers=[last], progress=False, **kwargs)
