@@ -141,17 +141,20 @@ def estimate_readouts(
         }
         fixes = _qk_fix_contributions(hooks, fixed, gp, grads, source_attention)
         out = np.zeros((len(patch_sets), exp.n_pairs, len(GRADIENT_FIELDS)))
-        summed = {k: c.sum(axis=1) for k, c in contrib.items()}
+        # Gather the cells of every (hook point, positions) group at once: a neuron map has
+        # tens of thousands of patch sets.
+        groups: dict[tuple[Key, tuple[int, ...] | None], tuple[list[int], list[int]]] = {}
         for i, targets in enumerate(patch_sets):
             for t in targets:
                 if t in fixed:
                     out[i] += fixes[t]
                     continue
-                key = (t.point, t.layer)
-                if t.positions is None:
-                    out[i] += summed[key][:, t.unit]
-                else:
-                    out[i] += contrib[key][:, list(t.positions), t.unit].sum(axis=1)
+                sets, units = groups.setdefault(((t.point, t.layer), t.positions), ([], []))
+                sets.append(i)
+                units.append(t.unit)
+        for (key, positions), (sets, units) in groups.items():
+            c = contrib[key] if positions is None else contrib[key][:, list(positions)]
+            np.add.at(out, sets, c.sum(axis=1)[:, units].transpose(1, 0, 2))
         return out
 
     delta = deltas(gp.grads)
