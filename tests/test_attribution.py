@@ -11,7 +11,7 @@ import torch
 from conftest import ANSWERS, CLEAN, CORRUPTED, engine_model, make_model, make_tokenizer
 
 import patchwidget as pw
-from patchwidget.attribution import attention_pattern
+from patchwidget.attribution import attention_pattern, grad_drop_scores
 from patchwidget.engine import Plan
 from patchwidget.gradients import attention_inputs, gradient_pass
 from patchwidget.hookpoints import RESID_MID
@@ -219,3 +219,26 @@ def test_demo_model_estimate_agrees_with_exact_patching_as_measured() -> None:
         est = exp.sweep(site, direction, method="attribution")
         agreement = exp.verify(est, progress=False).agreement("logit_diff")
         assert agreement.rank_correlation >= measured - MARGIN, (site, direction, agreement)
+
+
+def test_grad_drop_scores_follow_their_definition() -> None:
+    """Two layers: a last-layer cell's only path is direct (score = |AtP|); a first-layer cell
+    scores |its direct effect| (its own layer dropped gives 0, layer 1 dropped leaves the direct
+    path), which is (source - base) · the final residual stream's gradient."""
+    exp = _experiment(engine_model("gpt2"))
+    assert exp.dims.n_layers == 2
+    est = exp.sweep("mlp_out", "denoising", method="attribution", grad_drop=True)
+    scores = grad_drop_scores(est, "logit_diff")
+    delta = np.asarray(est.values("logit_diff")) - est.baselines()["corrupted"]
+    np.testing.assert_allclose(scores[1], np.abs(delta[1]), rtol=1e-4, atol=1e-5)
+    run = exp._base_run("denoising")
+    key, final = ("mlp_contrib", 0), ("block_out", 1)
+    keys = frozenset([key, final])
+    gp = gradient_pass(
+        exp.hooks, exp.device, run.ids, run.noise, keys, exp._correct, exp._incorrect
+    )
+    diff = exp._source_values("denoising", [key])[key] - gp.base[key]
+    direct = torch.einsum("bpuw,bpuwf->bpf", diff, gp.grads[final]).numpy()
+    want = np.abs((direct[..., 0] - direct[..., 1]).mean(axis=0))
+    np.testing.assert_allclose(scores[0], want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(scores[0], np.abs(delta[0]), atol=1e-3)  # indirect paths matter
