@@ -4,7 +4,8 @@ Model and prompts as in bench_sweep.py (12 layers, 12 heads, d_model 768, vocabu
 15 tokens). Per site: the exact engine sweep and the attribution estimate (one forward on each
 prompt, three backward passes), medians of --repeats after one warm-up each; the bytes autograd
 kept for the backward pass (activations saved by the gradient pass); and, with --memory, the
-growth of the process's peak resident memory over one estimate (run it in a fresh process).
+growth of the process's peak resident memory during one estimate (Linux: the peak is reset
+through /proc/self/clear_refs just before it).
 Run: python benchmarks/bench_attribution.py --threads 1 [--device cuda] [--exact head_by_pos]
 """
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from bench_sweep import build, prompts, sync
@@ -28,6 +29,14 @@ def timed(device: str, fn) -> float:
     fn()
     sync(device)
     return time.perf_counter() - start
+
+
+def rss_kb(field: str) -> int:
+    """A memory figure of this process from /proc (Linux), in kB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def saved_bytes(model: torch.nn.Module, fn) -> int:
@@ -63,10 +72,13 @@ def main() -> None:
     exp = pw.Experiment(pw.load_model(model, tokenizer=tokenizer), **prompts(args.pairs))
     if args.memory:
         site = args.sites[0]
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # The first estimate in this process (it also captures the source activations): later
+        # ones reuse memory the allocator kept, and would show no growth at all.
+        before = rss_kb("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
         exp.sweep(site, method="attribution")
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"site": site, "peak_rss_growth_mb": round((after - before) / 1024, 1)}))
+        growth = (rss_kb("VmHWM") - before) / 1024
+        print(json.dumps({"site": site, "peak_rss_growth_mb": round(growth, 1)}))
         return
     for site in args.sites:
         estimate = lambda site=site: exp.sweep(site, method="attribution")  # noqa: E731

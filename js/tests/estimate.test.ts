@@ -65,3 +65,29 @@ describe("fast estimate", () => {
     expect(sweepSize("resid_pre", info, 15)).toBe(180);
   });
 });
+
+describe("EstimateToggle", () => {
+  it("proposes the estimate for long sweeps and withdraws its own proposal for short ones", async () => {
+    const { EstimateToggle } = await import("../src/estimate");
+    const { Disposer } = await import("../src/dom");
+    const state: Record<string, unknown> = {
+      info: { n_layers: 12, n_heads: 12, d_mlp: 3072 },
+      prompts: { position_labels: new Array(15).fill("x") },
+    };
+    const store = { get: (k: string) => state[k] } as unknown as import("../src/store").Store;
+    const d = new Disposer();
+    const toggle = new EstimateToggle(store, d);
+    const box = toggle.el.querySelector("input")!;
+    expect(toggle.method).toBe("exact");
+    toggle.propose("neuron");
+    expect(toggle.method).toBe("attribution");
+    expect(toggle.el.textContent).toContain("36,864 patches");
+    toggle.propose("head");
+    expect(toggle.method).toBe("exact");
+    box.checked = true; // the user's own choice stays
+    box.dispatchEvent(new Event("change"));
+    toggle.propose("head");
+    expect(toggle.method).toBe("attribution");
+    d.dispose();
+  });
+});

@@ -88,6 +88,7 @@ def run_estimate_view(
     their estimated effect, streaming progress replies as the exact values arrive."""
     exp = widget.experiment
     view = EstimateView(job.id, request, n_pairs=exp.n_pairs)
+    entry.update(method="attribution")
     widget._reply({"type": "started", "id": job.id, "kind": "sweep"})
     estimates = []
     for direction, site, kwargs in calls:
