@@ -1,5 +1,6 @@
 // Fast-estimate mode: the attribution estimate's buffer section, hatching on cells that are
 // still estimates, the estimate-vs-exact scatter, and the toggle that proposes the estimate.
+import { formatValue } from "./colors";
 import { cellCount, toFloat32, type Bytes } from "./decode";
 import { describeComponent, drillRequest } from "./drill";
 import { Disposer, h } from "./dom";
@@ -202,7 +203,7 @@ export class EstimatePanel {
   private scatter(s: EstimateSection, est: Float64Array, exact: Float64Array, metric: Metric): HTMLElement {
     const view = this.store.current!.view!;
     const size = 240;
-    const pad = 34;
+    const pad = 44;
     const cells: number[] = [];
     for (let i = 0; i < s.exact.length; i++) if (s.exact[i] > 0 && Number.isFinite(est[i]) && Number.isFinite(exact[i])) cells.push(i);
     const rho = rankCorrelation(
@@ -242,7 +243,15 @@ export class EstimatePanel {
     add("text", { x: size / 2, y: size - 4, class: "pw-scatter-axis", "text-anchor": "middle" }).textContent = `estimate (${METRIC_LABELS[metric]})`;
     const yLabel = add("text", { x: 10, y: size / 2, class: "pw-scatter-axis", "text-anchor": "middle", transform: `rotate(-90 10 ${size / 2})` });
     yLabel.textContent = "exact";
-    const marked = new Set(disagreements(est, exact, s.exact, MARKED));
+    for (const [v, anchor] of [
+      [lo, "start"],
+      [hi, "end"],
+    ] as const) {
+      add("text", { x: scale(v), y: size - pad + 12, class: "pw-scatter-axis", "text-anchor": anchor }).textContent = formatValue(v, 2);
+      add("text", { x: pad - 3, y: size - scale(v) + 3, class: "pw-scatter-axis", "text-anchor": "end" }).textContent = formatValue(v, 2);
+    }
+    // the worst few, and never most of a small map
+    const marked = new Set(disagreements(est, exact, s.exact, Math.min(MARKED, Math.max(1, Math.floor(cells.length / 4)))));
     const labels = this.store.get("prompts")?.position_labels ?? [];
     for (const i of [...cells.filter((c) => !marked.has(c)), ...marked]) {
       const isMarked = marked.has(i);

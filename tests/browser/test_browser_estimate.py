@@ -32,7 +32,7 @@ def test_fast_estimate_turns_exact_and_its_scatter_drills_down(open_notebook, ar
     scatter = widget.hook("pw-scatter")
     assert scatter.get_attribute("data-points") == "12"
     marked = widget.hook("pw-disagreement")
-    assert marked.count() == 5
+    assert marked.count() == 3  # the worst few: a quarter of a 12-cell map
     screenshot(widget, artifacts / "fast-estimate.png")
 
     marked.first.click()  # drills into that head's q/k/v/pattern, like a heatmap click
