@@ -4,6 +4,7 @@ import { CircuitPanel } from "./circuit";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
+import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
 import { modelLine } from "./modelline";
 import { PromptsPanel } from "./prompts";
@@ -54,6 +55,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
   const modelInfo = modelLine(model, d);
+  const estimate = new EstimatePanel(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
@@ -68,6 +70,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     crumbs,
     heatmap.el,
     heatmap.notes,
+    estimate.el,
     message,
     code,
     circuit.el,
@@ -107,16 +110,19 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
       case "view":
         renderCrumbs();
         heatmap.schedule();
+        estimate.update();
         renderStatus();
         break;
       case "progress":
         heatmap.schedule();
+        estimate.update();
         controls.updateStatus();
         break;
       case "settings":
         controls.updateSites();
         controls.updateSettings();
         heatmap.schedule();
+        estimate.update();
         circuit.update();
         break;
       case "circuit":
@@ -142,6 +148,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   renderCrumbs();
   renderStatus();
   heatmap.update();
+  estimate.update();
   store.autoRun(controls.topRequest());
   return () => {
     d.dispose();
