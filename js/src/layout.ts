@@ -1,5 +1,5 @@
 // How a view's axes map onto a 2-D grid, and where the grid's cells sit on the canvas.
-import type { ComponentSpec, ViewMeta } from "./protocol";
+import { KV_SITES, type ComponentSpec, type ViewMeta } from "./protocol";
 import { cellCount } from "./decode";
 
 /** Rows are the product of every axis but the last; columns are the last axis. */
@@ -64,6 +64,9 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
       const idx = rowIndex(r);
       rowAxes.forEach((a, k) => assign(comp, a, meta.coords[a]?.[idx[k]] ?? idx[k]));
       assign(comp, colAxis, meta.coords[colAxis]?.[c] ?? c);
+      // Keep only the head index space the site uses (a head drill-down fixes both).
+      if (KV_SITES.has(comp.site)) delete comp.head;
+      else delete comp.kv_head;
       return comp;
     },
   };
@@ -71,7 +74,7 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
 
 function assign(comp: ComponentSpec, axis: string, value: number | string): void {
   if (axis === "site") comp.site = String(value);
-  else if (axis === "layer" || axis === "head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
+  else if (axis === "layer" || axis === "head" || axis === "kv_head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
 }
 
 /** Cell geometry in CSS px: cell (r, c) spans x0 + c*cw .. x0 + (c+1)*cw, same for rows. */

@@ -119,6 +119,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             n_heads=int(info["n_heads"]),
             n_positions=len(self.experiment.position_labels),
             d_mlp=int(info["d_mlp"]),
+            n_kv_heads=int(info.get("n_kv_heads") or info["n_heads"]),
         )
 
     def _site_reasons(self) -> dict[str, str | None]:

@@ -110,7 +110,7 @@ class HandlersMixin:
 
     def _run_view(self, job: Job, request: ViewRequest, entry: dict[str, Any]) -> None:
         exp = self.experiment
-        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens))
+        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens), kv_group=self._kv_group())
         sweeps = _sweep_calls(request, self._kv_group())
         last_sent = [0.0]
         totals: list[int] = []
@@ -181,15 +181,8 @@ class HandlersMixin:
         from ..components import Component
 
         self._reply({"type": "started", "id": job.id, "kind": "circuit"})
-        group = self._kv_group()
         components = [
-            Component(
-                s.site,
-                s.layer,
-                head=_engine_head(s.site, s.head, group),
-                pos=s.pos,
-                neuron=s.neuron,
-            )
+            Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
         checks = self.experiment.circuit(components)
@@ -266,7 +259,7 @@ class HandlersMixin:
         source = self._source()
         if msg.get("what") == "circuit":
             specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
-            code = circuit_code(source, [vars(s) for s in specs])
+            code = circuit_code(source, [_engine_fields(s) for s in specs])
         else:
             request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
             metric, normalized = parse_metric(msg)
@@ -345,10 +338,21 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
 
 
 def _engine_head(site: str, head: int | None, kv_group: int) -> int | None:
-    """Front-end heads are query heads; k/v sites index key/value heads (grouped-query)."""
+    """A head drill-down names a query head; its k/v parts patch that head's key/value head."""
     if head is not None and site in ("head_k", "head_v"):
         return head // kv_group
     return head
+
+
+def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
+    """A component's ``pw.Component`` keywords (k/v sites take the key/value head as head)."""
+    return {
+        "site": spec.site,
+        "layer": spec.layer,
+        "head": spec.engine_head,
+        "pos": spec.pos,
+        "neuron": spec.neuron,
+    }
 
 
 def _prompt_field(message: str) -> str:

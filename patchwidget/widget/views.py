@@ -15,7 +15,7 @@ import numpy as np
 
 from ..components import HEAD_PART_SITES
 from ..readouts import READOUT_FIELDS
-from .messages import ViewRequest
+from .messages import KV_SITES, ViewRequest
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
@@ -24,10 +24,13 @@ _F32 = np.dtype("<f4")
 class ViewData:
     """Readouts of one view; slots are filled from (partial) PatchResults."""
 
-    def __init__(self, request_id: int, request: ViewRequest, n_pairs: int) -> None:
+    def __init__(
+        self, request_id: int, request: ViewRequest, n_pairs: int, kv_group: int = 1
+    ) -> None:
         self.id = request_id
         self.request = request
         self.n_pairs = n_pairs
+        self.kv_group = kv_group
         self.started = time.monotonic()
         self.axes: list[str] = []
         self.labels: dict[str, list[str]] = {}
@@ -70,12 +73,24 @@ class ViewData:
                 "pos": list(result.labels["pos"]),
             }
             self.coords = {"site": list(HEAD_PART_SITES), "pos": list(result.coords["pos"])}
-            self.fixed = {"layer": self.request.layers[0], "head": self.request.heads[0]}
+            head = self.request.heads[0]
+            self.fixed = {
+                "layer": self.request.layers[0],
+                "head": head,
+                "kv_head": head // self.kv_group,
+            }
         else:
-            self.axes = list(result.axes)
+            # The head axis of a k/v sweep counts key/value heads: named so on the wire.
+            kv = result.site in KV_SITES
+            self.axes = ["kv_head" if kv and a == "head" else a for a in result.axes]
             self.shape = list(readouts.shape[:-2])
-            self.labels = {a: list(result.labels[a]) for a in self.axes}
-            self.coords = {a: [int(c) for c in result.coords[a]] for a in self.axes}
+            self.labels = {
+                a: list(result.labels[r]) for a, r in zip(self.axes, result.axes, strict=True)
+            }
+            self.coords = {
+                a: [int(c) for c in result.coords[r]]
+                for a, r in zip(self.axes, result.axes, strict=True)
+            }
         full = (*self.shape, self.n_pairs, len(READOUT_FIELDS))
         base = (self.n_pairs, len(READOUT_FIELDS))
         for direction in self.request.directions:
