@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from .codegen import ExperimentSource, circuit_code, view_code
+from .exports import parse_display, save_view_figure, write_view_csv
 from .jobs import Job
 from .messages import (
     ComponentSpec,
@@ -270,24 +271,26 @@ class HandlersMixin:
     def _handle_save_figure(
         self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
     ) -> None:
-        from matplotlib.figure import Figure
-
         metric, normalized = parse_metric(msg)
-        view_id = msg.get("view_id")
-        view = self._views.get(view_id) if isinstance(view_id, int) else None
-        if view is None or not view.results:
-            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
-        results = view.results
-        fig = Figure(figsize=(5.5 * len(results), 4.5), layout="constrained")
-        axes = fig.subplots(1, len(results), squeeze=False)[0]
-        for ax, (direction, site, result) in zip(axes, results, strict=True):
-            result.plot(metric, normalized=normalized, ax=ax)
-            ax.set_title(f"{site} · {direction}")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = pathlib.Path.cwd() / f"patchwidget-{view.request.site}-{metric}-{stamp}.png"
-        fig.savefig(path, dpi=150)
+        scale, drop = parse_display(msg)
+        view = self._kept_view(msg)
+        path = save_view_figure(view, metric, normalized, scale, drop, pathlib.Path.cwd())
         entry.update(status="done")
         self._reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _handle_export_csv(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        path = write_view_csv(self._kept_view(msg), pathlib.Path.cwd())
+        entry.update(status="done")
+        self._reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _kept_view(self, msg: dict[str, Any]) -> ViewData:
+        view_id = msg.get("view_id")
+        view = self._views.get(view_id) if isinstance(view_id, int) else None
+        if view is None or not view.ready:
+            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
+        return view
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -308,7 +311,15 @@ class HandlersMixin:
         )
 
 
-HANDLED = ("sweep", "circuit", "set_prompts", "cancel", "copy_code", "save_figure")
+HANDLED = (
+    "sweep",
+    "circuit",
+    "set_prompts",
+    "cancel",
+    "copy_code",
+    "save_figure",
+    "export_csv",
+)
 
 
 def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:

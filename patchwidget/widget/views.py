@@ -100,6 +100,22 @@ class ViewData:
                 "corrupted": np.full(base, np.nan, dtype=np.float32),
             }
 
+    def components(self) -> list[dict[str, Any]]:
+        """Each cell's component in row-major order, named as the front end names it."""
+        out = []
+        for index in np.ndindex(*self.shape):
+            comp: dict[str, Any] = {"site": self.request.site, **self.fixed}
+            for axis, i in zip(self.axes, index, strict=True):
+                value = self.coords[axis][i]
+                if isinstance(value, dict):
+                    comp.update(value)
+                else:
+                    comp[axis] = value
+            kv = comp["site"] in KV_SITES
+            comp.pop("head" if kv else "kv_head", None)
+            out.append(comp)
+        return out
+
     @property
     def ready(self) -> bool:
         return bool(self.panels)
