@@ -101,12 +101,14 @@ export function gridGeometry(width: number, grid: Pick<GridLayout, "nRows" | "nC
   const longestCol = Math.max(1, ...grid.colLabels.slice(0, 500).map((s) => s.length));
   const rotateColLabels = longestCol * 6.5 > cw - 4;
   const y0 = cw >= 9 ? (rotateColLabels ? Math.min(90, 12 + longestCol * 5.5) : 22) : 20;
+  // Rotated column labels lean right: leave room so the last one is not clipped.
+  const padRight = rotateColLabels && cw >= 9 ? Math.max(8, Math.min(120, longestCol * 3.6 - cw / 2)) : 8;
   return {
     x0,
     y0,
     cw,
     ch,
-    width: x0 + cw * grid.nCols + 8,
+    width: x0 + cw * grid.nCols + padRight,
     height: y0 + ch * grid.nRows + 4,
     colLabelEvery: cw >= 9 ? 1 : Math.ceil(40 / cw),
     rowLabelEvery: ch >= 10 ? 1 : Math.ceil(12 / ch),

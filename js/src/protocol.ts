@@ -82,6 +82,8 @@ export interface PromptState {
   position_labels: string[];
   answer_tokens: [string, string][];
   corruption: string;
+  /** Per pair, per token: is it the tokenizer's unknown token (a word the model can't read)? */
+  unknown?: { clean: boolean[][]; corrupted: boolean[][]; answers: boolean[][] };
 }
 
 /** Synced traitlets of PatchingWidget. */

@@ -110,6 +110,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             "position_labels": list(exp.position_labels),
             "answer_tokens": [list(a) for a in exp.answer_tokens],
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
+            "unknown": _unknown_flags(exp),
         }
 
     def _limits(self) -> Limits:
@@ -163,6 +164,21 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     def _internal_error(self, entry: dict[str, Any], error: Exception) -> None:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         self._fail(entry, RuntimeError(f"{entry['kind']} failed: {detail}"))
+
+
+def _unknown_flags(exp: Any) -> dict[str, list[list[bool]]]:
+    """Which tokens are the tokenizer's unknown token: per pair, for clean, corrupted, answers."""
+    unk = getattr(exp.tokenizer, "unk_token_id", None)
+    prompts = exp.prompts
+
+    def flags(rows: Any) -> list[list[bool]]:
+        return [[unk is not None and int(i) == unk for i in ids] for ids in rows]
+
+    return {
+        "clean": flags(prompts.clean_ids),
+        "corrupted": flags(prompts.corrupted_ids or prompts.clean_ids),
+        "answers": flags(prompts.answer_ids),
+    }
 
 
 def _model_expr(experiment: Any) -> str:
