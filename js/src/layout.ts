@@ -72,8 +72,9 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
   };
 }
 
-function assign(comp: ComponentSpec, axis: string, value: number | string): void {
-  if (axis === "site") comp.site = String(value);
+function assign(comp: ComponentSpec, axis: string, value: number | string | Partial<ComponentSpec>): void {
+  if (typeof value === "object") Object.assign(comp, value);
+  else if (axis === "site") comp.site = String(value);
   else if (axis === "layer" || axis === "head" || axis === "kv_head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
 }
 

@@ -17,6 +17,8 @@ from ..corruptions import Ablation
 from .handlers import HandlersMixin
 from .jobs import JobQueue
 from .messages import Limits
+from .names import caller_name
+from .names import model_expr as loadable_model_expr
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 
@@ -51,16 +53,22 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     def __init__(self, experiment: Any, *, model_expr: str | None = None, **kwargs: Any) -> None:
         from ..experiment import Experiment
 
+        # Generated code reuses the notebook's own variables for the model / the experiment.
+        experiment_name = None
         if not isinstance(experiment, Experiment):
+            model_expr = model_expr or caller_name(experiment)
             experiment = Experiment(experiment, **kwargs)
         elif kwargs:
             raise TypeError("pass either an Experiment or a model with prompt keywords, not both")
+        else:
+            experiment_name = caller_name(experiment)
         super().__init__(_model_key=uuid.uuid4().hex)
         self.experiment = experiment
         self.result: Any = None
         self.results: list[Any] = []
         self.history: list[dict[str, Any]] = []
-        self.model_expr = model_expr or _model_expr(experiment)
+        self.model_expr = model_expr or loadable_model_expr(experiment)
+        self.named_experiment = (experiment, experiment_name)
         self._jobs = JobQueue()
         self._history_lock = threading.Lock()
         self._views: dict[int, Any] = {}
@@ -179,8 +187,3 @@ def _unknown_flags(exp: Any) -> dict[str, list[list[bool]]]:
         "corrupted": flags(prompts.corrupted_ids or prompts.clean_ids),
         "answers": flags(prompts.answer_ids),
     }
-
-
-def _model_expr(experiment: Any) -> str:
-    name = dict(experiment.info).get("model_name") or "<model name>"
-    return f"pw.load_model({name!r})"

@@ -23,6 +23,7 @@ from .messages import (
     parse_prompt_text,
     parse_view,
     require_id,
+    writer_layers,
 )
 from .views import ViewData, circuit_payload
 
@@ -302,7 +303,9 @@ class HandlersMixin:
     def _source(self) -> ExperimentSource:
         exp = self.experiment
         corruption = exp.corruption
+        named, name = self.named_experiment
         return ExperimentSource(
+            experiment_expr=name if named is exp else None,
             model_expr=self.model_expr,
             clean=tuple(self.prompts["clean"]),
             corrupted=() if corruption is not None else tuple(self.prompts["corrupted"]),
@@ -340,6 +343,12 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
     for direction in request.directions:
         if request.kind == "sweep":
             calls.append((direction, request.site, base))
+            continue
+        if request.kind == "writers":
+            head_layers, mlp_layers = writer_layers(request.site, request.layers[0])
+            for site, layers in (("head_by_pos", head_layers), ("mlp_out", mlp_layers)):
+                if layers:
+                    calls.append((direction, site, dict(base, layers=list(layers))))
             continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)

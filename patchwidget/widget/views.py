@@ -15,7 +15,7 @@ import numpy as np
 
 from ..components import HEAD_PART_SITES
 from ..readouts import READOUT_FIELDS
-from .messages import KV_SITES, ViewRequest
+from .messages import KV_SITES, ViewRequest, writer_layers
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
@@ -48,7 +48,15 @@ class ViewData:
         if not self.panels:
             self._allocate(result, readouts)
         panel = self.panels[direction]
-        if self.request.kind == "head_parts":
+        if self.request.kind == "writers":
+            target = panel["readouts"]
+            n_heads = target.shape[1] - 1
+            rows = [self.coords["layer"].index(layer) for layer in result.coords["layer"]]
+            if site == "mlp_out":
+                target[rows, n_heads] = readouts.reshape(len(rows), *target.shape[2:])
+            else:
+                target[rows, :n_heads] = readouts.reshape(len(rows), n_heads, *target.shape[2:])
+        elif self.request.kind == "head_parts":
             panel["readouts"][HEAD_PART_SITES.index(site)] = readouts.reshape(
                 panel["readouts"].shape[1:]
             )
@@ -63,7 +71,21 @@ class ViewData:
         self.results.append((direction, site, result))
 
     def _allocate(self, result: Any, readouts: np.ndarray) -> None:
-        if self.request.kind == "head_parts":
+        if self.request.kind == "writers":
+            head_layers, mlp_layers = writer_layers(self.request.site, self.request.layers[0])
+            layers = sorted(set(head_layers) | set(mlp_layers))
+            pos = self.request.positions[0]
+            n_heads = len(result.coords["head"]) if result.site == "head_by_pos" else 0
+            self.axes = ["layer", "writer"]
+            self.shape = [len(layers), n_heads + 1]
+            self.labels = {
+                "layer": [f"L{layer}" for layer in layers],
+                "writer": [*(f"H{h}" for h in range(n_heads)), "MLP"],
+            }
+            writers: list[Any] = [{"site": "head_by_pos", "head": h} for h in range(n_heads)]
+            self.coords = {"layer": layers, "writer": [*writers, {"site": "mlp_out"}]}
+            self.fixed = {"pos": pos}
+        elif self.request.kind == "head_parts":
             pos_axis = list(result.axes).index("pos")
             n_pos = readouts.shape[pos_axis]
             self.axes = ["site", "pos"]
