@@ -96,8 +96,9 @@ def test_code_reuses_the_notebooks_experiment_until_the_prompts_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    lesson = _exp()
-    w = lesson.widget()
+    notebook: dict[str, Any] = {"make": _exp}  # a notebook's namespace: its globals
+    exec("lesson = make()\nw = lesson.widget()", notebook)
+    lesson, w = notebook["lesson"], notebook["w"]
     view = {"kind": "sweep", "site": "head", "direction": "noising"}
     send(w, {"type": "copy_code", "id": 1, "view": view, "metric": "kl", "normalized": False})
     code = final(w, 1)["code"]

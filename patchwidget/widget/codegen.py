@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..components import HEAD_PART_SITES
+from ..sites import kv_head
 from .messages import writer_layers
-
-HEAD_PARTS = ("head_q", "head_k", "head_v", "head_pattern")
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,7 @@ def _grid_lines(
     if request["kind"] == "head_parts":
         layer, head = request["layers"][0], request["heads"][0]
         positions = f", positions={request['positions']}" if request.get("positions") else ""
-        parts = [
-            (site, head // kv_group if site in ("head_k", "head_v") else head)
-            for site in HEAD_PARTS
-        ]
+        parts = [(site, kv_head(site, head, kv_group)) for site in HEAD_PART_SITES]
         return [
             "rows = []",
             f"for site, head in {parts!r}:  # k and v: the key/value head of query head {head}",

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..components import HEAD_PART_SITES, SITES
+from ..corruptions import DIRECTIONS
 from ..metrics import METRICS
+from ..sites import KV_SITES
 
-DIRECTIONS = ("denoising", "noising")
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")
 VIEW_KINDS = ("sweep", "head_parts", "writers")
 RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
@@ -63,15 +64,12 @@ class ViewRequest:
             "kind": self.kind,
             "site": self.site,
             "direction": self.direction,
-            "layers": _list_or_none(self.layers),
-            "heads": _list_or_none(self.heads),
-            "positions": _list_or_none(self.positions),
-            "neurons": _list_or_none(self.neurons),
+            "layers": list_or_none(self.layers),
+            "heads": list_or_none(self.heads),
+            "positions": list_or_none(self.positions),
+            "neurons": list_or_none(self.neurons),
             "label": self.label,
         }
-
-
-KV_SITES = ("head_k", "head_v")
 
 
 @dataclass(frozen=True)
@@ -280,5 +278,5 @@ def _indices(value: Any, name: str, size: int) -> tuple[int, ...] | None:
     return items
 
 
-def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
+def list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
     return None if values is None else list(values)

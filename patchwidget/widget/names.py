@@ -9,17 +9,17 @@ from typing import Any
 
 
 def caller_name(obj: Any) -> str | None:
-    """The name bound to ``obj`` in the first calling frame outside patchwidget (the notebook)."""
+    """The global name bound to ``obj`` where the first caller outside patchwidget runs (a
+    notebook's namespace); names local to a function are not visible to the user's code."""
     frame = inspect.currentframe()
     try:
         while frame is not None and frame.f_globals.get("__name__", "").startswith("patchwidget"):
             frame = frame.f_back
         if frame is None:
             return None
-        for scope in (frame.f_locals, frame.f_globals):
-            for name, value in list(scope.items()):
-                if value is obj and name.isidentifier() and not name.startswith("_"):
-                    return name
+        for name, value in list(frame.f_globals.items()):
+            if value is obj and name.isidentifier() and not name.startswith("_"):
+                return name
         return None
     finally:
         del frame

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..components import HEAD_PART_SITES
 from ..readouts import READOUT_FIELDS
-from .messages import KV_SITES, ViewRequest, writer_layers
+from ..sites import KV_SITES
+from .messages import ViewRequest, writer_layers
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
