@@ -215,11 +215,16 @@ export class Store {
   goTo(index: number): void {
     if (index < 0 || index >= this.crumbs.length - 1) return;
     if (this.running?.kind === "sweep") this.cancel();
-    this.crumbs = this.crumbs.slice(0, index + 1);
     const crumb = this.crumbs[index];
-    if (crumb.view) this.activeViewId = crumb.view.meta.id;
-    else this.runView(crumb.request, true);
-    this.emit("view");
+    if (crumb.view) {
+      this.crumbs = this.crumbs.slice(0, index + 1);
+      this.activeViewId = crumb.view.meta.id;
+      this.emit("view");
+      return;
+    }
+    // Not shown in this direction yet: rerun it in place (it was doubled here: "head › head").
+    this.crumbs = this.crumbs.slice(0, index);
+    this.runView(crumb.request, true, crumb.options);
   }
 
   cancel(): void {
