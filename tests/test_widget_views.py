@@ -138,3 +138,24 @@ def test_unknown_tokens_are_flagged_per_pair_for_the_chips() -> None:
     position = w.prompts["clean_tokens"][1].index("<unk>")
     assert [i for i, u in enumerate(unknown["clean"][1]) if u] == [position]
     assert unknown["corrupted"][1] == unknown["clean"][1]
+
+
+def test_a_circuit_mixing_kinds_gets_no_complement_and_says_why() -> None:
+    from patchwidget.components import Component
+
+    exp = _exp()
+    mixed = [Component("head", 2, head=1), Component("resid_pre", 1, pos=10)]
+    with pytest.warns(UserWarning, match="mixes component kinds"):
+        checks = exp.circuit(mixed)
+    assert set(checks.results) == {("denoising", "circuit"), ("noising", "circuit")}
+    assert "head, resid_pre" in (checks.complement_note or "")
+    assert exp.circuit(mixed[:1]).complement_note is None
+    w = PatchingWidget(exp, model_expr="pw.demo_model()")
+    components = [
+        {"site": "head", "layer": 2, "head": 1},
+        {"site": "resid_pre", "layer": 1, "pos": 10},
+    ]
+    send(w, {"type": "circuit", "id": 1, "components": components})
+    assert final(w, 1)["type"] == "circuit_result"
+    assert [e["which"] for e in w.circuit_meta["entries"]] == ["circuit", "circuit"]
+    assert "one kind at a time" in w.circuit_meta["complement_note"]

@@ -65,6 +65,8 @@ export interface CircuitMeta {
   components: ComponentSpec[];
   entries: { direction: Direction; which: "circuit" | "complement" }[];
   n_pairs: number;
+  /** Why no complement was patched (a circuit mixing component kinds); null otherwise. */
+  complement_note?: string | null;
 }
 
 export interface SiteInfo {

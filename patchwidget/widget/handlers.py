@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import time
+import warnings
 from typing import Any
 
 from ..sites import kv_group, kv_head
@@ -189,14 +190,16 @@ class HandlersMixin:
             Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
-        checks = self.experiment.circuit(components)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a mixed circuit's note travels in the reply
+            checks = self.experiment.circuit(components)
         if job.superseded:
             self._superseded(job, entry)
             return
         as_json = [
             {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
         ]
-        meta, buffer = circuit_payload(job.id, as_json, checks.results)
+        meta, buffer = circuit_payload(job.id, as_json, checks.results, checks.complement_note)
         with self.hold_sync():
             self.circuit_meta = meta
             self.circuit_bytes = buffer

@@ -177,7 +177,10 @@ class ViewData:
 
 
 def circuit_payload(
-    request_id: int, components: list[dict[str, Any]], results: dict[tuple[str, str], Any]
+    request_id: int,
+    components: list[dict[str, Any]],
+    results: dict[tuple[str, str], Any],
+    complement_note: str | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Meta and buffer of a circuit check: per entry, readouts then clean and corrupted."""
     entries, parts, n_pairs = [], [], 0
@@ -196,5 +199,6 @@ def circuit_payload(
         "entries": entries,
         "n_pairs": n_pairs,
         "fields": list(READOUT_FIELDS),
+        "complement_note": complement_note,
     }
     return meta, b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
