@@ -64,7 +64,7 @@ class HandlersMixin:
         request = parse_view(msg, self._limits(), self._site_reasons())
         entry.update(
             kind="sweep",
-            site=request.site if request.kind == "sweep" else "head_parts",
+            site=request.site if request.kind == "sweep" else request.kind,
             direction=request.direction,
             layers=list_or_none(request.layers),
             heads=list_or_none(request.heads),
