@@ -73,9 +73,9 @@ class ViewData:
 
     def _allocate(self, result: Any, readouts: np.ndarray) -> None:
         if self.request.kind == "writers":
-            head_layers, mlp_layers = writer_layers(self.request.site, self.request.layers[0])
+            head_layers, mlp_layers = writer_layers(self.request.site, _single(self.request.layers))
             layers = sorted(set(head_layers) | set(mlp_layers))
-            pos = self.request.positions[0]
+            pos = _single(self.request.positions)
             n_heads = len(result.coords["head"]) if result.site == "head_by_pos" else 0
             self.axes = ["layer", "writer"]
             self.shape = [len(layers), n_heads + 1]
@@ -96,9 +96,9 @@ class ViewData:
                 "pos": list(result.labels["pos"]),
             }
             self.coords = {"site": list(HEAD_PART_SITES), "pos": list(result.coords["pos"])}
-            head = self.request.heads[0]
+            head = _single(self.request.heads)
             self.fixed = {
-                "layer": self.request.layers[0],
+                "layer": _single(self.request.layers),
                 "head": head,
                 "kv_head": head // self.kv_group,
             }
@@ -174,6 +174,13 @@ class ViewData:
             panel = self.panels[direction]
             parts += [panel["readouts"], panel["clean"], panel["corrupted"]]
         return b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
+
+
+def _single(values: tuple[int, ...] | None) -> int:
+    """The one index of a drill view's restriction (validated to hold exactly one)."""
+    if values is None or len(values) != 1:
+        raise ValueError(f"expected one index, got {values!r}")
+    return values[0]
 
 
 def circuit_payload(

@@ -162,6 +162,13 @@ def test_fixed_scale_legends_writers_and_unknown_words(open_notebook, artifacts)
     widget.wait_settled()
     n_pos = len(widget.heatmap_values()[0])
     widget.click_cell(2, n_pos - 1)
+    widget.wait_for(
+        lambda: widget.status == "idle" and widget.heatmap().get_attribute("data-cols") == "5",
+        60,
+        "the writers map",
+    )
+    # keyboard focus follows the drill-down (checked before a probe cell takes it)
+    assert widget.page.evaluate("document.activeElement?.dataset.testid") == "pw-heatmap-canvas"
     state = nb.probe_until(
         1, lambda s: sweeps(s)[-1]["site"] == "writers" and sweeps(s)[-1]["status"] == "done", 60
     )
@@ -170,7 +177,6 @@ def test_fixed_scale_legends_writers_and_unknown_words(open_notebook, artifacts)
     shown = widget.wait_settled()
     assert (len(shown), len(shown[0])) == (2, 5)  # layers 0-1 x (4 heads + MLP)
     assert_values_match(shown, state["grids"][0])
-    assert widget.page.evaluate("document.activeElement?.dataset.testid") == "pw-heatmap-canvas"
     assert "readers" in widget.hook("pw-drill-option").inner_text()
     screenshot(widget, artifacts / "trust-writers.png")
 
