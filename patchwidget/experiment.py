@@ -12,7 +12,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ import torch
 from ._version import __version__
 from .ablations import combine_sources
 from .architectures import architecture_for, dims_of
-from .circuit import CircuitResult, complement_of
+from .attribution import attribution_sweep, check_method
+from .circuit import CircuitResult, complement_of, mixed_kinds_note
 from .components import SITES, Component
 from .corruptions import DIRECTIONS, Corruption, Inputs, RunInput, strategy_for
 from .engine import Engine
@@ -34,6 +36,7 @@ from .remote import RUNS_ON, RemoteRunner, RemoteStats, remote_mode
 from .result import PatchResult
 from .runner import Cancel, Progress, RunRequest, run
 from .sites import indices, n_heads_of, sweep_axes, target
+from .verification import Verification, verify
 
 __all__ = ["DIRECTIONS", "Experiment", "Progress"]
 
@@ -224,6 +227,9 @@ class Experiment:
         on_progress: Progress | None = None,
         cancel: Cancel | None = None,
         progress: bool = True,
+        method: str = "exact",
+        qk_fix: bool = False,
+        grad_drop: bool = False,
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
         layers / heads / positions / neurons.
@@ -243,10 +249,15 @@ class Experiment:
             cancel: a ``threading.Event`` or a callable returning True to stop between forward
                 passes; the result then has ``complete=False``.
             progress: show a tqdm progress bar when the sweep takes several forward passes.
+            method: ``"exact"`` patching, or ``"attribution"``: every cell estimated to first
+                order from one gradient pass (check it with :meth:`verify`).
+            qk_fix, grad_drop: AtP*'s refinements of an attribution estimate (see
+                ``patchwidget.attribution``).
 
         Returns:
             A ``PatchResult`` with one cell per component along the site's axes.
         """
+        check_method(method, qk_fix, grad_drop)
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True
@@ -265,6 +276,10 @@ class Experiment:
         ]
         labels = {a: tuple(self._label(a, v, site) for v in coords[a]) for a in axes}
         meta = {"layers": layers, "heads": heads, "positions": positions, "neurons": neurons}
+        if method == "attribution":
+            return attribution_sweep(
+                self, patch_sets, site, direction, axes, coords, labels, meta, qk_fix, grad_drop
+            )
         request = RunRequest(
             patch_sets=patch_sets,
             site=site,
@@ -278,6 +293,19 @@ class Experiment:
             progress=progress,
         )
         return run(self, request)
+
+    def verify(
+        self,
+        estimate: PatchResult,
+        top: int | None = None,
+        metric: str = "logit_diff",
+        on_progress: Callable[[int, int, Verification], None] | None = None,
+        cancel: Cancel | None = None,
+        progress: bool = True,
+    ) -> Verification:
+        """Exact patching of an attribution estimate's ``top`` largest cells (all when None),
+        largest first; the result holds both and their agreement (``.agreement(metric)``)."""
+        return verify(self, estimate, top, metric, on_progress, cancel, progress)
 
     def patch(
         self, components: Iterable[Component], direction: str = "denoising", label: str = ""
@@ -318,18 +346,25 @@ class Experiment:
         Args:
             components: the circuit's ``pw.Component`` s; the complement is every other
                 component at the same granularity (site, head/neuron axis, position or not).
+                A circuit mixing granularities gets no complement (a warning and
+                ``complement_note`` say why): only the circuit itself is patched.
         """
         components = list(components)
-        complement = complement_of(components, self.dims, self.length)
+        note = mixed_kinds_note(components)
+        complement = [] if note else complement_of(components, self.dims, self.length)
+        parts_of = [("circuit", components)] + ([] if note else [("complement", complement)])
         results = {
             (d, which): self.patch(parts, d, label=which)
             for d in self.directions
-            for which, parts in (("circuit", components), ("complement", complement))
+            for which, parts in parts_of
         }
+        if note:
+            warnings.warn(f"no complement: {note}", UserWarning, stacklevel=2)
         return CircuitResult(
             components=tuple(components),
             complement_size=len(complement),
             results=results,
+            complement_note=note,
         )
 
     # ------------------------------------------------------------------ internals

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .attribution_report import check_attribution_args, verify_summary
 from .quickstart import QUICKSTART_NAME, lab_command, quickstart_notebook
 from .report import summary, to_json, write_figure
 
@@ -118,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
         help='a JSON file {"clean": [...], "corrupted": [...], '
         '"answers": [["correct", "incorrect"], ...]}',
     )
+    atp = sweep.add_argument_group("attribution patching (a first-order estimate, one pass)")
+    atp.add_argument(
+        "--method",
+        default="exact",
+        choices=("exact", "attribution"),
+        help="exact patching (default) or its attribution estimate",
+    )
+    atp.add_argument("--qk-fix", action="store_true", help="AtP* QK fix (q/k sites)")
+    atp.add_argument("--grad-drop", action="store_true", help="AtP* GradDrop scores")
+    atp.add_argument(
+        "--verify",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="patch the K largest estimates exactly and print the agreement",
+    )
     where = sweep.add_argument_group("restrict the sweep (comma-separated indices)")
     for axis in ("layers", "heads", "positions", "neurons"):
         where.add_argument(f"--{axis}", type=_int_list, metavar="I,J,...", default=None)
@@ -183,6 +200,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     out = args.out or Path(f"{args.site}.png")
     _check_outputs(out, args.json, args.save_path)
+    check_attribution_args(args)
     _quiet_loading()
     model, prompts, about = _model_and_prompts(args)
     exp = Experiment(model, **prompts, batch_size=args.batch_size)
@@ -199,12 +217,17 @@ def run_sweep(args: argparse.Namespace) -> int:
                 positions=args.positions,
                 neurons=args.neurons,
                 progress=not args.quiet,
+                method=args.method,
+                qk_fix=args.qk_fix,
+                grad_drop=args.grad_drop,
             )
         )
         seconds.append(time.perf_counter() - start)
     normalized = args.normalized and results[0].normalization_ok(args.metric)
     name = "patchwidget demo model" if args.model == "demo" else args.model
     print(summary(exp, results, seconds, args.metric, args.normalized, args.top, about, name))
+    if args.verify:
+        print(verify_summary(exp, results, args.verify, args.metric, not args.quiet))
     write_figure(results, args.metric, normalized, out)
     print(f"figure: {out}")
     if args.json:
