@@ -258,6 +258,11 @@ class Experiment:
             A ``PatchResult`` with one cell per component along the site's axes.
         """
         check_method(method, qk_fix, grad_drop)
+        if method == "attribution" and self.remote:
+            raise ValueError(
+                "method='attribution' takes gradients through the model's weights, which a "
+                "remote model does not have here; use method='exact' (one request per sweep)"
+            )
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True

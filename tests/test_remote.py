@@ -319,3 +319,9 @@ def test_the_progress_bar_shows_the_job_status(monkeypatch: pytest.MonkeyPatch) 
     remote.sweep("head", "denoising")  # one request, and still a bar
     (bar,) = bars
     assert bar.postfixes == ["running", "completed"] and bar.n == 8 and bar.closed
+
+
+def test_attribution_estimates_are_refused_on_a_remote_model() -> None:
+    _, remote = _pair("gpt2", "counterfactual")
+    with pytest.raises(ValueError, match="method='exact'"):
+        remote.sweep("head", method="attribution", progress=False)
