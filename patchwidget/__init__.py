@@ -9,6 +9,7 @@ from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAbla
 from .experiment import Experiment
 from .metrics import METRICS
 from .models import load_model
+from .paths import Path
 from .readouts import READOUT_FIELDS
 from .result import LabeledArray, PatchResult
 
@@ -24,6 +25,7 @@ __all__ = [
     "LabeledArray",
     "MeanAblation",
     "PatchResult",
+    "Path",
     "ResampleAblation",
     "ZeroAblation",
     "__version__",

@@ -28,6 +28,7 @@ from .corruptions import (
 from .engine import Engine, Key, rows_per_batch
 from .hookpoints import RESID_MID, HookPoints, Target
 from .models import load_model, model_device
+from .paths import Path, Receiver, patch_paths, path_patch, path_sweep
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import READOUT_FIELDS, compute_readouts
 from .result import PatchResult
@@ -188,10 +189,17 @@ class Experiment:
         on_progress: Progress | None = None,
         cancel: threading.Event | Callable[[], bool] | None = None,
         progress: bool = True,
+        receivers: Iterable[Receiver] | None = None,
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
         layers / heads / positions / neurons. For sites without a position axis, ``positions``
-        are the positions patched together (default: all)."""
+        are the positions patched together (default: all). With ``receivers`` (see
+        ``patchwidget.paths``) each component is a path-patching sender."""
+        if receivers is not None:
+            return path_sweep(
+                self, site, direction, receivers, layers, heads, positions,
+                on_progress, cancel, progress,
+            )  # fmt: skip
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True
@@ -216,9 +224,16 @@ class Experiment:
         )
 
     def patch(
-        self, components: Iterable[Component], direction: str = "denoising", label: str = ""
+        self,
+        components: Iterable[Component],
+        direction: str = "denoising",
+        label: str = "",
+        receivers: Iterable[Receiver] | None = None,
     ) -> PatchResult:
-        """Confirmatory patching: every component patched at once, in one run per pair."""
+        """Confirmatory patching: every component patched at once, in one run per pair; with
+        ``receivers``, the components are path-patching senders that reach only those."""
+        if receivers is not None:
+            return path_patch(self, components, direction, receivers, label)
         components = list(components)
         targets = []
         for c in components:
@@ -240,6 +255,13 @@ class Experiment:
             None,
             False,
         )
+
+    def patch_paths(
+        self, paths: Iterable[Path], direction: str = "denoising", label: str = ""
+    ) -> PatchResult:
+        """Confirmatory path patching of edges ``pw.Path(sender, receiver)`` at once: each
+        receiver sees exactly the senders of its own edges patched."""
+        return patch_paths(self, paths, direction, label)
 
     def circuit(self, components: Iterable[Component]) -> CircuitResult:
         """Patch a hypothesised circuit and its complement, in both directions."""
