@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from .architectures import Architecture, register_architecture
+from .attention import AttentionPatterns
 from .circuit import CircuitResult
 from .components import SITES, Component
 from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAblation
@@ -18,6 +19,7 @@ __all__ = [
     "READOUT_FIELDS",
     "SITES",
     "Architecture",
+    "AttentionPatterns",
     "CircuitResult",
     "Component",
     "Experiment",

@@ -15,6 +15,7 @@ import torch
 from . import __version__
 from .ablations import mean_values, resample_values
 from .architectures import architecture_for, dims_of
+from .attention import AttentionPatterns, attention_patterns
 from .batching import batches, first_layer, rows_of
 from .circuit import CircuitResult, complement_of
 from .components import HEAD_PART_SITES, SITES, Component
@@ -262,6 +263,10 @@ class Experiment:
         """Confirmatory path patching of edges ``pw.Path(sender, receiver)`` at once: each
         receiver sees exactly the senders of its own edges patched."""
         return patch_paths(self, paths, direction, label)
+
+    def attention(self, layer: int, head: int) -> AttentionPatterns:
+        """Where query head ``head`` of ``layer`` looks, on the clean and corrupted prompts."""
+        return attention_patterns(self, layer, head)
 
     def circuit(self, components: Iterable[Component]) -> CircuitResult:
         """Patch a hypothesised circuit and its complement, in both directions."""
