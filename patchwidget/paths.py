@@ -11,6 +11,7 @@ every downstream receiver is therefore the ordinary patch, and patching none cha
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ SENDER_SITES = ("head", "head_by_pos", "attn_out", "mlp_out")
 RECEIVER_SITES = ("head_q", "head_k", "head_v", "mlp_in")
 LOGITS = "logits"
 Receiver = Component | str
+_RECEIVER_TEXT = re.compile(
+    r"(?P<kind>q|k|v|mlp):L(?P<layer>\d+)(?:H(?P<head>\d+))?(?:@(?P<pos>\d+))?"
+)
 _RECEIVER_HELP = (
     "a receiver is pw.Component('head_q' | 'head_k' | 'head_v', layer=..., head=..., pos=None), "
     "pw.Component('mlp_in', layer=..., pos=None) or 'logits'"
@@ -62,6 +66,27 @@ class _Edges:
 
 def receiver_label(receiver: Receiver) -> str:
     return receiver if isinstance(receiver, str) else receiver.label
+
+
+def receivers_from_text(text: str) -> list[Receiver]:
+    """Receivers written as on the command line: ``logits``, ``q:L2H1``, ``k:L2H1@5``,
+    ``v:L1H0``, ``mlp:L1`` or ``mlp:L1@14``, comma-separated."""
+    out: list[Receiver] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        match = _RECEIVER_TEXT.fullmatch(item)
+        if item == LOGITS:
+            out.append(LOGITS)
+        elif match is None or (match["kind"] == "mlp") != (match["head"] is None):
+            raise ValueError(
+                f"can't read receiver {item!r}: write logits, q:L2H1, k:L2H1@5, v:L1H0, mlp:L1 "
+                "or mlp:L1@14 (comma-separated)"
+            )
+        else:
+            site = "mlp_in" if match["kind"] == "mlp" else f"head_{match['kind']}"
+            head = None if match["head"] is None else int(match["head"])
+            pos = None if match["pos"] is None else int(match["pos"])
+            out.append(Component(site, int(match["layer"]), head=head, pos=pos))
+    return out
 
 
 def check_receivers(exp: Experiment, receivers: Iterable[Receiver]) -> tuple[Receiver, ...]:
