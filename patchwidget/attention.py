@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .result import LabeledArray
+from .sites import indices
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -58,8 +59,8 @@ def attention_patterns(exp: Experiment, layer: int, head: int) -> AttentionPatte
     reason = exp.available_sites()["head_pattern"]
     if reason:
         raise ValueError(f"attention patterns are not available: {reason}")
-    layer = exp._indices([layer], exp.dims.n_layers, "layer")[0]
-    head = exp._indices([head], exp.dims.n_heads, "head")[0]
+    layer = indices([layer], exp.dims.n_layers, "layer")[0]
+    head = indices([head], exp.dims.n_heads, "head")[0]
     key = ("pattern", layer)
     with exp._lock:
         # units (pairs, dest, head, src)

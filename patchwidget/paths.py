@@ -27,6 +27,7 @@ from .hookpoints import Target
 from .path_engine import PathPlan, View, path_forward
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
+from .sites import indices, target
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -134,7 +135,7 @@ def path_sweep(
     """Every component of ``site`` as a sender to ``receivers``; see ``Experiment.sweep``."""
     _check_sender_site(exp, site, direction)
     receivers = check_receivers(exp, receivers)
-    chosen = exp._indices(layers, exp.dims.n_layers, "layer")
+    chosen = indices(layers, exp.dims.n_layers, "layer")
     if receivers:
         reached = tuple(
             layer for layer in chosen if any(reaches(exp, site, layer, r) for r in receivers)
@@ -151,8 +152,8 @@ def path_sweep(
     axes = ("layer", "head", "pos") if site == "head_by_pos" else exp_axes(site)
     every = {
         "layer": chosen,
-        "head": exp._indices(heads, exp.dims.n_heads, "head"),
-        "pos": exp._indices(positions, exp.length, "position"),
+        "head": indices(heads, exp.dims.n_heads, "head"),
+        "pos": indices(positions, exp.length, "position"),
     }
     coords = {a: every[a] for a in axes}
     together = None if positions is None or "pos" in axes else every["pos"]
@@ -162,7 +163,14 @@ def path_sweep(
         _Edges(
             (
                 (
-                    (exp._target(site, **dict(zip(axes, values, strict=True)), together=together),),
+                    (
+                        target(
+                            exp.hooks,
+                            site,
+                            **dict(zip(axes, values, strict=True)),
+                            together=together,
+                        ),
+                    ),
                     tuple(targets),
                 ),
             ),
@@ -331,7 +339,7 @@ def _run(
     progress: bool,
 ) -> PatchResult:
     """Readouts of every patch set, many sets per forward pass (rows: main, then each view)."""
-    from .experiment import _cancelled, _progress_bar
+    from .runner import _progress_bar, base_blocks, cancelled
 
     shape = tuple(len(coords[a]) for a in axes)
     n_sets, n_pairs = len(sets), exp.n_pairs
@@ -354,7 +362,8 @@ def _run(
         )
 
     with exp._lock:
-        ids, noise = exp._corrupted_input() if direction == "denoising" else (exp._clean_ids, None)
+        base = exp._base_run(direction)
+        ids, noise = base.ids, base.noise
         rows = exp.batch_size or rows_per_batch(
             exp.dims, exp.length, exp.device, exp.dtype, exp.memory_budget
         )
@@ -362,18 +371,20 @@ def _run(
         bar = _progress_bar(n_sets, site, direction) if progress and n_sets > per_batch else None
         done = 0
         for start in range(0, n_sets, per_batch):
-            if _cancelled(cancel):
+            if cancelled(cancel):
                 break
             chunk = sets[start : start + per_batch]
             pairs = np.tile(np.arange(n_pairs), len(chunk))
             if all(not e.views for e in chunk):
-                base = exp.corrupted_readouts if direction == "denoising" else exp.clean_readouts
-                readouts[start : start + len(chunk)] = base  # no paths: the base run
+                unpatched = (
+                    exp.corrupted_readouts if direction == "denoising" else exp.clean_readouts
+                )
+                readouts[start : start + len(chunk)] = unpatched  # no paths: the base run
             else:
                 plan = _plan(exp, chunk, direction)
                 skip_rows = np.tile(pairs, len(plan.views) + 1)
                 skip = [
-                    rows_of(o, skip_rows) for o in exp._base_blocks(direction)[: plan.first_layer]
+                    rows_of(o, skip_rows) for o in base_blocks(exp, direction)[: plan.first_layer]
                 ]
                 logits = path_forward(
                     exp.hooks,
