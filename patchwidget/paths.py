@@ -27,7 +27,7 @@ from .hookpoints import Target
 from .path_engine import PathPlan, View, path_forward
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
-from .sites import indices, target
+from .sites import indices, sweep_axes, target
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -120,6 +120,17 @@ def reaches(exp: Experiment, site: str, layer: int, receiver: Receiver) -> bool:
     return r_layer > layer or (r_layer == layer and same_layer_mlp)
 
 
+def every_receiver_after(exp: Experiment, site: str, layer: int) -> list[Receiver]:
+    """Every receiver that a sender of ``site`` at ``layer`` writes to, ``"logits"`` last."""
+    d = exp.dims
+    out: list[Receiver] = []
+    for later in range(d.n_layers):
+        for part, n in (("head_q", d.n_heads), ("head_k", d.n_kv_heads), ("head_v", d.n_kv_heads)):
+            out += [Component(part, later, head=h) for h in range(n)]
+        out.append(Component("mlp_in", later))
+    return [r for r in out if reaches(exp, site, layer, r)] + [LOGITS]
+
+
 def path_sweep(
     exp: Experiment,
     site: str,
@@ -149,7 +160,7 @@ def path_sweep(
         if not reached:
             raise ValueError(f"no layer's {site} comes before the receivers; receive later")
         chosen = reached
-    axes = ("layer", "head", "pos") if site == "head_by_pos" else exp_axes(site)
+    axes = sweep_axes(site, by_pos=False)
     every = {
         "layer": chosen,
         "head": indices(heads, exp.dims.n_heads, "head"),
@@ -267,10 +278,6 @@ def patch_paths(
 
 
 # ---------------------------------------------------------------------------------- internals
-def exp_axes(site: str) -> tuple[str, ...]:
-    return ("layer", "head") if site == "head" else ("layer", "pos")
-
-
 def _order(c: Component) -> tuple:
     return (c.layer, c.site, c.head or 0, -1 if c.pos is None else c.pos)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..components import HEAD_PART_SITES
 from ..sites import kv_head
+from .path_messages import path_circuit_lines, receiver_code
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,13 @@ def view_code(
     return "\n".join(lines) + "\n"
 
 
-def circuit_code(source: ExperimentSource, components: Sequence[dict[str, Any]]) -> str:
+def circuit_code(
+    source: ExperimentSource, components: Sequence[dict[str, Any]], kv_group: int = 1
+) -> str:
     """A snippet that checks a circuit (and its complement) in both directions."""
     lines = _experiment_lines(source)
+    if any(comp.get("receiver") is not None for comp in components):
+        return "\n".join(lines + path_circuit_lines(components, kv_group)) + "\n"
     lines.append("circuit = [")
     for comp in components:
         args = [repr(comp["site"]), f"layer={comp['layer']}"]
@@ -76,6 +81,9 @@ def _sweeps(request: dict[str, Any], kv_group: int) -> list[tuple[str, str, list
         for key in ("layers", "heads", "positions", "neurons")
         if request.get(key) is not None
     ]
+    if request.get("receivers") is not None:
+        receivers = ", ".join(receiver_code(r, kv_group) for r in request["receivers"])
+        restrict.append(f"receivers=[{receivers}]")
     if request["kind"] != "head_parts":
         return [("res", request["site"], restrict)]
     layer, head = request["layers"][0], request["heads"][0]

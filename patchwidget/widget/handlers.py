@@ -25,6 +25,7 @@ from .messages import (
     parse_view,
     require_id,
 )
+from .path_messages import attention_payload, engine_receiver, path_circuit, spec_json
 from .views import ViewData, circuit_payload
 
 PROGRESS_INTERVAL_S = 0.2
@@ -77,6 +78,23 @@ class HandlersMixin:
         self._submit(
             Job(request_id, "circuit"), entry, lambda job: self._run_circuit(job, specs, entry)
         )
+
+    def _handle_attention(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        limits = self._limits()
+        layer = _int_field(msg, "layer", limits.n_layers)
+        head = _int_field(msg, "head", limits.n_heads)
+        reason = self._site_reasons().get("head_pattern")
+        if reason:
+            raise MessageError(f"attention patterns are not available: {reason}", "head")
+
+        def work(job: Job) -> None:
+            meta, buffer = attention_payload(self.experiment, job.id, layer, head)
+            entry.update(status="done")
+            self._reply({"type": "attention", "id": job.id, "meta": meta}, [buffer])
+
+        self._submit(Job(request_id, "attention"), entry, work)
 
     def _handle_set_prompts(
         self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
@@ -184,6 +202,10 @@ class HandlersMixin:
 
         self._reply({"type": "started", "id": job.id, "kind": "circuit"})
         group = self._kv_group()
+        if any(s.receiver is not None for s in specs):
+            return self._finish_circuit(
+                job, specs, entry, path_circuit(self.experiment, specs, group)
+            )
         components = [
             Component(
                 s.site,
@@ -194,14 +216,15 @@ class HandlersMixin:
             )
             for s in specs
         ]
-        checks = self.experiment.circuit(components)
+        self._finish_circuit(job, specs, entry, self.experiment.circuit(components))
+
+    def _finish_circuit(
+        self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any], checks: Any
+    ) -> None:
         if job.superseded:
             self._superseded(job, entry)
             return
-        as_json = [
-            {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
-        ]
-        meta, buffer = circuit_payload(job.id, as_json, checks.results)
+        meta, buffer = circuit_payload(job.id, [spec_json(s) for s in specs], checks.results)
         with self.hold_sync():
             self.circuit_meta = meta
             self.circuit_bytes = buffer
@@ -268,7 +291,7 @@ class HandlersMixin:
         source = self._source()
         if msg.get("what") == "circuit":
             specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
-            code = circuit_code(source, [vars(s) for s in specs])
+            code = circuit_code(source, [spec_json(s) for s in specs], self._kv_group())
         else:
             request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
             metric, normalized = parse_metric(msg)
@@ -315,7 +338,15 @@ class HandlersMixin:
         )
 
 
-HANDLED = ("sweep", "circuit", "set_prompts", "cancel", "copy_code", "save_figure")
+HANDLED = (
+    "sweep",
+    "circuit",
+    "attention",
+    "set_prompts",
+    "cancel",
+    "copy_code",
+    "save_figure",
+)
 
 
 def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -332,6 +363,8 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
         )
         if v is not None
     }
+    if request.receivers is not None:
+        base["receivers"] = [engine_receiver(r, kv_group) for r in request.receivers]
     calls = []
     for direction in request.directions:
         if request.kind == "sweep":
@@ -342,6 +375,13 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
             kwargs["heads"] = [kv_head(site, request.heads[0], kv_group)]
             calls.append((direction, site, kwargs))
     return calls
+
+
+def _int_field(msg: dict[str, Any], name: str, size: int) -> int:
+    value = msg.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+        raise MessageError(f"'{name}' must be an integer in [0, {size - 1}], got {value!r}", name)
+    return value
 
 
 def _prompt_field(message: str) -> str:
