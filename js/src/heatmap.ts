@@ -1,6 +1,7 @@
 // Canvas heatmaps (one per direction), colour bar, tooltip, mouse and keyboard.
 import { colorbarTicks, cssColor, divergingColor, formatValue, scaleMax } from "./colors";
 import { describeComponent, drillRequest } from "./drill";
+import { pathStep } from "./paths";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
@@ -177,8 +178,9 @@ export class HeatmapArea {
     const view = this.store.current?.view;
     if (!view) return;
     const comp = view.grid.component(r, c);
+    this.store.pick(comp, view.meta.request);
     if (addToCircuit) {
-      this.store.toggleCircuit(comp);
+      this.store.toggleCircuit(pathStep(comp, view.meta.request) ?? comp);
       return;
     }
     const next = drillRequest(comp, view.meta.request.direction, this.store.get("sites"));

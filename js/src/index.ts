@@ -1,10 +1,12 @@
 // anywidget entry: `initialize` owns the per-model Store, `render` builds one view of it.
 import type { AnyModel } from "@anywidget/types";
+import { AttentionView } from "./attention";
 import { CircuitPanel } from "./circuit";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
 import { HeatmapArea } from "./heatmap";
+import { PathPanel } from "./paths";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -52,6 +54,14 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
+  const paths = new PathPanel(store, d);
+  const attention = new AttentionView(d);
+  const showAttention = () => {
+    const req = store.current?.request;
+    const att = store.attention;
+    const same = req?.kind === "head_parts" && att && req.layers?.[0] === att.meta.layer && req.heads?.[0] === att.meta.head;
+    attention.show(same ? att : null);
+  };
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
@@ -65,6 +75,8 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     crumbs,
     heatmap.el,
     heatmap.notes,
+    attention.el,
+    paths.el,
     message,
     code,
     circuit.el,
@@ -105,6 +117,14 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
         renderCrumbs();
         heatmap.schedule();
         renderStatus();
+        paths.update();
+        showAttention();
+        break;
+      case "path":
+        paths.update();
+        break;
+      case "attention":
+        showAttention();
         break;
       case "progress":
         heatmap.schedule();

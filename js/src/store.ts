@@ -1,10 +1,11 @@
 // Per-model state (owned by `initialize`): requests with ids, replies, views, breadcrumb, circuit.
 import type { AnyModel } from "@anywidget/types";
-import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
+import { splitCircuit, splitView, toFloat32, type Bytes, type CircuitEntry, type Panel } from "./decode";
 import { gridLayout, type GridLayout } from "./layout";
 import {
   asReply,
   componentKey,
+  type AttentionMeta,
   type CircuitMeta,
   type ComponentSpec,
   type Reply,
@@ -32,7 +33,7 @@ export interface Problem {
   kind: string;
 }
 
-export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message";
+export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message" | "path" | "attention";
 type Listener = (topic: Topic) => void;
 
 const ENGINE_KINDS = new Set(["sweep", "circuit", "set_prompts"]);
@@ -49,6 +50,10 @@ export class Store {
   circuitResult: { meta: CircuitMeta; entries: CircuitEntry[] } | null = null;
   message = "";
   code: string | null = null;
+  /** The cell last clicked and the view it was in (paths.ts builds "what feeds this?" on it). */
+  picked: { comp: ComponentSpec; request: ViewRequest } | null = null;
+  /** The last head's attention patterns (attention.ts): clean then corrupted, pairs × dest × src. */
+  attention: { meta: AttentionMeta; data: Float32Array } | null = null;
   private nextId = 1;
   private latestCircuitId: number | null = null;
   private autoRan = false;
@@ -103,6 +108,11 @@ export class Store {
       : [...list, c];
     this.set("circuit", next);
     this.emit("circuit");
+  }
+
+  pick(comp: ComponentSpec, request: ViewRequest): void {
+    this.picked = { comp, request };
+    this.emit("path");
   }
 
   // ---- requests ------------------------------------------------------------------------------
@@ -234,6 +244,8 @@ export class Store {
           this.showView(reply.meta, buffers[0]);
           this.progress = { done: reply.meta.done, total: reply.meta.total, eta: null };
           if (reply.status === "cancelled") this.note("Cancelled: the cells that finished are kept.");
+          const { kind, layers, heads } = reply.meta.request;
+          if (kind === "head_parts" && layers && heads) this.send("attention", { layer: layers[0], head: heads[0] });
         }
         this.finish(reply.id);
         return;
@@ -266,6 +278,10 @@ export class Store {
         return;
       case "saved":
         this.note(`Figure saved: ${reply.path}`);
+        return;
+      case "attention":
+        this.attention = { meta: reply.meta, data: toFloat32(buffers[0]) };
+        this.emit("attention");
         return;
       case "error":
         this.fail({ message: reply.message, field: reply.field, kind: reply.kind });
