@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .batching import rows_of
+from .batching import batches, rows_of
 from .components import Component
 from .engine import rows_per_batch
 from .hookpoints import Target
@@ -377,10 +377,14 @@ def _run(
         per_batch = max(1, rows // (n_pairs * n_copies))
         bar = _progress_bar(n_sets, site, direction) if progress and n_sets > per_batch else None
         done = 0
-        for start in range(0, n_sets, per_batch):
+        senders = [[t for send, _ in e.views for t in send] for e in sets]
+        # as in runner.run: batches end where the first sending layer changes once they are big
+        # enough, so each pass starts at its own first sender
+        min_size = per_batch if exp.device.type == "cuda" else max(1, per_batch // 4)
+        for start, stop in batches(senders, per_batch, min_size):
             if cancelled(cancel):
                 break
-            chunk = sets[start : start + per_batch]
+            chunk = sets[start:stop]
             pairs = np.tile(np.arange(n_pairs), len(chunk))
             if all(not e.views for e in chunk):
                 unpatched = (
