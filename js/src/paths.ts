@@ -29,10 +29,13 @@ export function pathStep(c: ComponentSpec, request: ViewRequest | undefined): Co
   return { ...c, receiver: receivers[0] };
 }
 
-/** The path walked, from the logits back: each path view's receiver, then the picked sender. */
-export function pathTrail(requests: ViewRequest[], picked: ComponentSpec | null): string[] {
-  const steps = requests.filter((r) => r.receivers?.length === 1).map((r) => receiverLabel(r.receivers![0]));
-  if (steps.length && picked && SENDER_SITES.includes(picked.site)) steps.push(senderLabel(picked));
+/** The path walked, from the logits back: each path view's receiver, then the sender picked in
+ * the last of those views (`pickedIn`: the index in `requests` of the view it was picked in). */
+export function pathTrail(requests: ViewRequest[], picked: ComponentSpec | null, pickedIn: number): string[] {
+  const isPath = (r: ViewRequest) => r.receivers?.length === 1;
+  const steps = requests.filter(isPath).map((r) => receiverLabel(r.receivers![0]));
+  const last = requests.map(isPath).lastIndexOf(true);
+  if (picked && last >= 0 && pickedIn === last && SENDER_SITES.includes(picked.site)) steps.push(senderLabel(picked));
   return steps;
 }
 
@@ -81,9 +84,11 @@ export class PathPanel {
 
   update(): void {
     const picked = this.store.picked;
+    const pickedIn = picked ? this.store.crumbs.findIndex((c) => c.request === picked.request || c.view?.meta.request === picked.request) : -1;
     const steps = pathTrail(
       this.store.crumbs.map((c) => c.request),
-      picked && this.store.crumbs.some((c) => c.request === picked.request || c.view?.meta.request === picked.request) ? picked.comp : null,
+      picked?.comp ?? null,
+      pickedIn,
     );
     this.trail.textContent = steps.length ? `Path: ${steps.join(" ← ")}` : "Start from the logits, then ask what feeds a component you click.";
     const buttons: HTMLElement[] = [];

@@ -24,8 +24,10 @@ describe("paths", () => {
     const logits = feedsRequest("logits", "head", "denoising");
     const query = feedsRequest({ site: "head_q", layer: 2, head: 1 }, "head", "denoising");
     const plain: ViewRequest = { ...logits, receivers: undefined, label: "heads" };
-    expect(pathTrail([logits, plain, query], l1h3).join(" ← ")).toBe("logits ← L2 H1 (q) ← L1 H3");
-    expect(pathTrail([plain], l1h3)).toEqual([]);
+    expect(pathTrail([logits, plain, query], l1h3, 2).join(" ← ")).toBe("logits ← L2 H1 (q) ← L1 H3");
+    expect(pathTrail([logits, plain], l2h1, 0).join(" ← ")).toBe("logits ← L2 H1");
+    expect(pathTrail([logits, plain, query], l2h1, 0).join(" ← ")).toBe("logits ← L2 H1 (q)"); // picked before
+    expect(pathTrail([plain], l1h3, 0)).toEqual([]);
     const step = pathStep(l1h3, query)!;
     expect(componentLabel(step)).toBe("head L1 H3 → L2 H1 (q)");
     expect(componentKey(step)).not.toBe(componentKey(l1h3));

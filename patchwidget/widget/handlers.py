@@ -68,6 +68,8 @@ class HandlersMixin:
             heads=list_or_none(request.heads),
             positions=list_or_none(request.positions),
         )
+        if request.receivers is not None:
+            entry.update(receivers=request.to_json()["receivers"])
         self._submit(
             Job(request_id, "sweep"), entry, lambda job: self._run_view(job, request, entry)
         )
