@@ -67,9 +67,8 @@ def test_workshop(tmp_path, monkeypatch):
     assert new_io.split("\n")[2].split()[:2] == ["L0", "H1"]  # the IO path, new_io
     assert "both paths   (5 heads): denoising 0.9" in text
     # part 6, paths: logits <- MLP L1 @14 <- L1H3 (values at S2); measured with 16 pairs
-    assert "MLPs at position 14 -> logits: [-0.   0.52 0.28]" in text
-    feeds_mlp1 = text.split("heads -> MLP L1 input @14:")[1].split("head_q")[0]
-    assert "0.54" in feeds_mlp1.splitlines()[2]  # layer 1 row: L1H3
+    assert "MLPs at position 14 -> logits: L0 0.00, L1 0.52, L2 0.28" in text
+    assert "strongest: L1H3 0.54" in text  # what feeds MLP L1's input at position 14
     assert "L1H3 at position 14 attends to 10:" in text
     assert "denoising: L1H3's three paths 0.88, the whole head 0.89" in text
     assert "noising: L1H3's three paths 0.15, the whole head 0.14" in text
