@@ -101,7 +101,7 @@ def check_receivers(exp: Experiment, receivers: Iterable[Receiver]) -> tuple[Rec
             continue
         if not isinstance(r, Component) or r.site not in RECEIVER_SITES:
             raise ValueError(f"{r!r} is not a receiver: {_RECEIVER_HELP}")
-        exp._component_target(r if r.site != "mlp_in" else Component("mlp_out", r.layer, pos=r.pos))
+        _receiver_target(exp, r)  # checks its layer, head and position
         out.append(r)
     return tuple(out)
 
