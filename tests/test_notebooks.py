@@ -75,7 +75,7 @@ def test_workshop(tmp_path, monkeypatch):
     assert count(nb, "image/png") == 6
     assert count(nb, WIDGET_VIEW) >= 1
     answers = [c for c in nb.cells if c.cell_type == "markdown" and "<summary>Answer" in c.source]
-    assert len(answers) == 5
+    assert len(answers) == 6
 
 
 def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):
