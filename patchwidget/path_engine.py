@@ -53,6 +53,7 @@ def path_forward(
     noise: torch.Tensor | None,
     plan: PathPlan,
     skip: Sequence[Any] = (),
+    remote: bool = False,
 ) -> torch.Tensor:
     """Last-position logits (rows, vocab): the main rows', or the ``to_logits`` view's.
 
@@ -61,6 +62,8 @@ def path_forward(
     """
     rows, n = ids.shape[0], len(plan.views) + 1
     options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
+    if remote:
+        options["remote"] = True
     with torch.no_grad(), hooks.model.trace(ids.repeat(n, 1).to(device), **options):
         if noise is not None:
             embed = hooks.embed()

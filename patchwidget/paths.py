@@ -404,6 +404,7 @@ def _run(
                     None if noise is None else noise[pairs],
                     plan,
                     skip,
+                    exp.engine.remote,
                 )
                 batch = exp._readouts(logits, pairs).reshape(len(chunk), n_pairs, -1)
                 if not np.isfinite(batch).all():
