@@ -81,4 +81,7 @@ def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):
     assert "'n_layers': 2" in text and "'d_model': 768" in text  # GPT-2 small's width, 2 layers
     assert "strongest heads (denoising)" in text
     assert "6 head(s): {'denoising/circuit'" in text
-    assert count(nb, "image/png") >= 3
+    # The remote cell, through nnsight's offline simulation of NDIF: baselines + one sweep.
+    assert "runs on: nnsight's local simulation of NDIF" in text
+    assert "remote requests: 2, bytes back:" in text
+    assert count(nb, "image/png") >= 4

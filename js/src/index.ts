@@ -6,6 +6,7 @@ import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
 import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
+import { modelLine } from "./modelline";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -53,6 +54,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
+  const modelInfo = modelLine(model, d);
   const estimate = new EstimatePanel(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
@@ -61,6 +63,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
+    modelInfo,
     controls.el,
     prompts.el,
     error,

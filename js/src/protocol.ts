@@ -91,6 +91,7 @@ export interface WidgetState {
   directions: Record<Direction, string | null>;
   prompts: PromptState;
   status: string;
+  model_line: string;
   result_meta: ViewMeta | Record<string, never>;
   result_bytes: DataView | ArrayBuffer | null;
   circuit_meta: CircuitMeta | Record<string, never>;

@@ -159,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1, mps")
     run.add_argument("--dtype", default=None, help="e.g. float32, bfloat16, float16")
     run.add_argument(
+        "--device-map",
+        default=None,
+        help="spread a large model's layers: 'auto' (GPUs, then CPU); needs accelerate",
+    )
+    run.add_argument(
+        "--remote",
+        choices=["ndif", "local"],
+        default=None,
+        help="run on NDIF (ndif; needs an API key) or through nnsight's local simulation of it",
+    )
+    run.add_argument(
         "--batch-size",
         type=_positive_int,
         default=None,
@@ -231,6 +242,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remote(args: argparse.Namespace) -> bool | str:
+    modes: dict[str | None, bool | str] = {"ndif": True, "local": "local", None: False}
+    return modes[args.remote]
+
+
 def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
     """The model, the Experiment's prompt keywords, and a line saying where prompts came from."""
     own = _own_prompts(args)
@@ -244,8 +260,15 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
         from ..demo import DEMO_CORRUPTIONS, demo_prompts, load_demo_hf
         from ..models import load_model
 
+        if args.remote == "ndif" or args.device_map:
+            raise CliError(
+                "the demo model is not served on NDIF and needs no device map: use --remote "
+                "local, or --model NAME"
+            )
         hf, tokenizer = load_demo_hf()
-        model = load_model(hf, tokenizer=tokenizer, device=args.device, dtype=args.dtype)
+        model = load_model(
+            hf, tokenizer=tokenizer, device=args.device, dtype=args.dtype, remote=_remote(args)
+        )
         if own is not None:
             return model, own, "your prompts on the demo model"
         corruption = args.corruption or "flip_s2"
@@ -260,7 +283,13 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
     from ..models import load_model
 
     try:
-        model = load_model(args.model, device=args.device, dtype=args.dtype)
+        model = load_model(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            remote=_remote(args),
+            device_map=args.device_map,
+        )
     except Exception as err:  # hub, network, file and config errors come in many types
         raise CliError(f"cannot load model {args.model!r}: {_one_line(err)}") from err
     return model, own, "your prompts"
