@@ -106,10 +106,10 @@ def estimate_readouts(
     grad_drop: bool = False,
 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Estimated readouts (sets, pairs, fields) and, with ``grad_drop``, per-metric scores."""
-    if exp.engine.remote:
+    if exp.remote:
         raise ValueError(
-            "attribution patching runs the model locally (it needs a backward pass); load the "
-            "model without remote=True, or use method='exact'"
+            "attribution patching needs a local backward pass; load the model without "
+            "remote=..., or use method='exact'"
         )
     hooks = exp.hooks
     fixed = {t for ts in patch_sets for t in ts if qk_fix and qk_part(hooks, t) is not None}

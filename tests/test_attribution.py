@@ -263,3 +263,10 @@ def test_qk_fix_brings_key_estimates_close_to_exact_on_the_demo_model() -> None:
         error = np.abs(np.asarray(fixed.estimate.values()) - np.asarray(fixed.exact.values()))
         plain_error = np.abs(np.asarray(plain.estimate.values()) - np.asarray(plain.exact.values()))
         assert error.max() <= 2 * worst and error.max() < plain_error.max() / 4
+
+
+def test_remote_models_refuse_attribution_and_say_what_to_do() -> None:
+    model = pw.load_model(make_model("gpt2"), tokenizer=make_tokenizer(), remote="local")
+    exp = _experiment(model)
+    with pytest.raises(ValueError, match="local backward pass"):
+        exp.sweep("head", method="attribution")
