@@ -17,6 +17,7 @@ from ..corruptions import Ablation
 from .handlers import HandlersMixin
 from .jobs import JobQueue
 from .messages import Limits
+from .snapshot import StaticView
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 
@@ -64,6 +65,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         self._jobs = JobQueue()
         self._history_lock = threading.Lock()
         self._views: dict[int, Any] = {}
+        self._static = StaticView()
         self._describe_experiment()
         if self.directions["denoising"]:
             self.direction = "noising"  # the only direction an ablation supports
@@ -81,6 +83,18 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     def wait(self, timeout: float | None = 60) -> bool:
         """Block until the running job (if any) has finished; False on timeout."""
         return self._jobs.wait(timeout)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The widget view, plus a PNG of the current map and a one-line summary for viewers
+        without a widget front end (GitHub, nbviewer, HTML exports, plain IPython)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        static = self._static.bundle(
+            self.model_expr, len(self.prompts["clean"]), self.results, self.metric, self.normalized
+        )
+        return {**data, **static}, metadata
 
     # ---- state shown in the browser -------------------------------------------------------
 
