@@ -95,6 +95,7 @@ export interface WidgetState {
   metric: Metric;
   normalized: boolean;
   circuit: ComponentSpec[];
+  result_id: number;
 }
 
 /** Kernel -> browser replies; every one carries the id of the request it answers. */

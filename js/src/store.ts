@@ -234,6 +234,10 @@ export class Store {
           this.showView(reply.meta, buffers[0]);
           this.progress = { done: reply.meta.done, total: reply.meta.total, eta: null };
           if (reply.status === "cancelled") this.note("Cancelled: the cells that finished are kept.");
+          // Tell the kernel which result is on screen: in marimo this reruns the cells that read
+          // the widget (a change made by the kernel alone does not).
+          this.model.set("result_id", reply.id);
+          this.model.save_changes();
         }
         this.finish(reply.id);
         return;

@@ -47,6 +47,8 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     metric = t.Unicode("logit_diff").tag(sync=True)
     normalized = t.Bool(True).tag(sync=True)
     circuit = t.List().tag(sync=True)
+    # Id of the sweep whose result the front end shows, set by it: marimo reruns cells on it.
+    result_id = t.Int(0).tag(sync=True)
 
     def __init__(self, experiment: Any, *, model_expr: str | None = None, **kwargs: Any) -> None:
         from ..experiment import Experiment
