@@ -1,5 +1,5 @@
 // Binary buffers from the kernel (little-endian float32) -> typed arrays.
-import { N_FIELDS, type CircuitMeta, type Direction, type ViewMeta } from "./protocol";
+import { type CircuitMeta, type Direction, N_FIELDS, type ViewMeta } from "./protocol";
 
 export type Bytes = DataView | ArrayBuffer | ArrayBufferView;
 
@@ -56,9 +56,16 @@ export function splitCircuit(meta: CircuitMeta, bytes: Bytes): CircuitEntry[] {
   const data = toFloat32(bytes);
   const base = meta.n_pairs * N_FIELDS;
   if (data.length !== meta.entries.length * 3 * base) {
-    throw new Error(`circuit buffer holds ${data.length} floats, expected ${meta.entries.length * 3 * base}`);
+    throw new Error(
+      `circuit buffer holds ${data.length} floats, expected ${meta.entries.length * 3 * base}`,
+    );
   }
   let offset = 0;
   const take = (n: number) => data.subarray(offset, (offset += n));
-  return meta.entries.map((e) => ({ ...e, readouts: take(base), clean: take(base), corrupted: take(base) }));
+  return meta.entries.map((e) => ({
+    ...e,
+    readouts: take(base),
+    clean: take(base),
+    corrupted: take(base),
+  }));
 }

@@ -4,31 +4,62 @@ import { SITE_WORDS } from "./text";
 
 const RESIDUAL_LIKE = new Set(["resid_pre", "resid_mid", "resid_post", "attn_out"]);
 
-function request(partial: Partial<ViewRequest> & Pick<ViewRequest, "kind" | "site" | "label">, direction: ViewDirection): ViewRequest {
+function request(
+  partial: Partial<ViewRequest> & Pick<ViewRequest, "kind" | "site" | "label">,
+  direction: ViewDirection,
+): ViewRequest {
   return { layers: null, heads: null, positions: null, neurons: null, direction, ...partial };
 }
 
 /** The drill-down request for a cell, or a reason why there is none. */
-export function drillRequest(c: ComponentSpec, direction: ViewDirection, sites: SiteInfo[]): ViewRequest | string {
+export function drillRequest(
+  c: ComponentSpec,
+  direction: ViewDirection,
+  sites: SiteInfo[],
+): ViewRequest | string {
   const reason = (name: string) => sites.find((s) => s.name === name)?.reason ?? null;
   const pos = c.pos === undefined ? null : [c.pos];
   if (RESIDUAL_LIKE.has(c.site)) {
     const why = reason("head_by_pos");
     if (why) return `Can't split into heads: ${why}`;
     const where = c.pos === undefined ? "" : ` @${c.pos}`;
-    return request({ kind: "sweep", site: "head_by_pos", layers: [c.layer], positions: pos, label: `L${c.layer}${where} → heads` }, direction);
+    return request(
+      {
+        kind: "sweep",
+        site: "head_by_pos",
+        layers: [c.layer],
+        positions: pos,
+        label: `L${c.layer}${where} → heads`,
+      },
+      direction,
+    );
   }
   if (c.site === "mlp_out") {
     const why = reason("neuron");
     if (why) return `Can't split into neurons: ${why}`;
     const where = c.pos === undefined ? "" : ` @${c.pos}`;
-    return request({ kind: "sweep", site: "neuron", layers: [c.layer], positions: pos, label: `L${c.layer}${where} → neurons` }, direction);
+    return request(
+      {
+        kind: "sweep",
+        site: "neuron",
+        layers: [c.layer],
+        positions: pos,
+        label: `L${c.layer}${where} → neurons`,
+      },
+      direction,
+    );
   }
   if ((c.site === "head" || c.site === "head_by_pos") && c.head !== undefined) {
     const missing = ["head_q", "head_k", "head_v", "head_pattern"].find((s) => reason(s));
     if (missing) return `Can't split this head: ${reason(missing)}`;
     return request(
-      { kind: "head_parts", site: "head", layers: [c.layer], heads: [c.head], label: `L${c.layer} H${c.head} → q/k/v/pattern` },
+      {
+        kind: "head_parts",
+        site: "head",
+        layers: [c.layer],
+        heads: [c.head],
+        label: `L${c.layer} H${c.head} → q/k/v/pattern`,
+      },
       direction,
     );
   }

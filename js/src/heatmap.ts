@@ -1,11 +1,11 @@
 // Canvas heatmaps (one per direction), colour bar, tooltip, mouse and keyboard.
 import { colorbarTicks, cssColor, divergingColor, formatValue, scaleMax } from "./colors";
+import { type Disposer, h } from "./dom";
 import { describeComponent, drillRequest } from "./drill";
-import { Disposer, h } from "./dom";
-import { cellAt, gridGeometry, type Geometry } from "./layout";
-import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
+import { cellAt, type Geometry, gridGeometry } from "./layout";
+import { type Baselines, baselines, computeCells, meanOverPairs } from "./metrics";
 import { guidanceNotes, isOutsideUnit } from "./notes";
-import { N_FIELDS, type ComponentSpec, type Direction } from "./protocol";
+import { type ComponentSpec, type Direction, N_FIELDS } from "./protocol";
 import type { Store, ViewState } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
 
@@ -22,7 +22,10 @@ interface PanelDom {
 }
 
 function isDark(el: HTMLElement): boolean {
-  return document.body?.dataset.jpThemeLight === "false" || el.closest("[data-jp-theme-light='false']") !== null;
+  return (
+    document.body?.dataset.jpThemeLight === "false" ||
+    el.closest("[data-jp-theme-light='false']") !== null
+  );
 }
 
 function cssVar(el: HTMLElement, name: string, fallback: string): string {
@@ -45,13 +48,24 @@ export class HeatmapArea {
     private store: Store,
     private d: Disposer,
   ) {
-    this.tooltip = h("div", { class: "pw-tooltip", "data-testid": "pw-tooltip", role: "status", hidden: true });
+    this.tooltip = h("div", {
+      class: "pw-tooltip",
+      "data-testid": "pw-tooltip",
+      role: "status",
+      hidden: true,
+    });
     this.panelsEl = h("div", { class: "pw-panels" });
     this.colorbar = h("canvas", { class: "pw-colorbar", width: 56, height: 220 });
     this.legend = h("div", { class: "pw-legend" }, this.colorbar);
     this.empty = h("div", { class: "pw-empty", text: "Choose a site and press Run to sweep it." });
     this.notes = h("ul", { class: "pw-notes", "data-testid": "pw-note" });
-    this.el = h("div", { class: "pw-heatmap-area" }, this.empty, h("div", { class: "pw-plot" }, this.panelsEl, this.legend), this.tooltip);
+    this.el = h(
+      "div",
+      { class: "pw-heatmap-area" },
+      this.empty,
+      h("div", { class: "pw-plot" }, this.panelsEl, this.legend),
+      this.tooltip,
+    );
     if (typeof ResizeObserver !== "undefined") {
       const observer = new ResizeObserver(() => this.schedule());
       observer.observe(this.el);
@@ -60,7 +74,10 @@ export class HeatmapArea {
     // The canvases read theme colours when painted: repaint when JupyterLab switches theme.
     if (typeof MutationObserver !== "undefined" && document.body) {
       const theme = new MutationObserver(() => this.schedule());
-      theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+      theme.observe(document.body, {
+        attributes: true,
+        attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"],
+      });
       d.add(() => theme.disconnect());
     }
   }
@@ -68,7 +85,10 @@ export class HeatmapArea {
   /** Redraw on the next animation frame (coalesces bursts of progress messages). */
   schedule(): void {
     if (this.frame) return;
-    const raf = typeof requestAnimationFrame === "function" ? requestAnimationFrame : (f: FrameRequestCallback) => setTimeout(() => f(0), 16) as unknown as number;
+    const raf =
+      typeof requestAnimationFrame === "function"
+        ? requestAnimationFrame
+        : (f: FrameRequestCallback) => setTimeout(() => f(0), 16) as unknown as number;
     this.frame = raf(() => {
       this.frame = 0;
       this.update();
@@ -90,7 +110,14 @@ export class HeatmapArea {
     this.syncPanels(view);
     for (const p of this.panels) {
       const data = view.panels.find((x) => x.direction === p.direction)!;
-      p.values = computeCells(metric, normalized, data.readouts, data.clean, data.corrupted, view.meta.n_pairs);
+      p.values = computeCells(
+        metric,
+        normalized,
+        data.readouts,
+        data.clean,
+        data.corrupted,
+        view.meta.n_pairs,
+      );
       p.base = baselines(metric, data.clean, data.corrupted, view.meta.n_pairs);
     }
     this.max = scaleMax(this.panels.map((p) => p.values));
@@ -98,12 +125,16 @@ export class HeatmapArea {
     const each = this.panels.length > 1 ? Math.max(240, (width - 16) / 2) : width;
     for (const p of this.panels) this.draw(p, view, each);
     this.drawColorbar(normalized);
-    this.renderNotes(this.panels.map((p) => p.values), this.panels.map((p) => p.base));
+    this.renderNotes(
+      this.panels.map((p) => p.values),
+      this.panels.map((p) => p.base),
+    );
   }
 
   private syncPanels(view: ViewState): void {
     const dirs = view.meta.directions;
-    if (this.panels.length === dirs.length && this.panels.every((p, i) => p.direction === dirs[i])) return;
+    if (this.panels.length === dirs.length && this.panels.every((p, i) => p.direction === dirs[i]))
+      return;
     this.panels = dirs.map((direction) => this.makePanel(direction));
     this.panelsEl.replaceChildren(...this.panels.map((p) => p.root));
   }
@@ -116,21 +147,45 @@ export class HeatmapArea {
       role: "grid",
       "aria-label": `${DIRECTION_TITLES[direction]} heatmap: arrow keys move, Enter drills down, Shift+Enter adds to the circuit`,
     });
-    const holder = h("div", { class: "pw-heatmap", "data-testid": "pw-heatmap", "data-direction": direction }, canvas);
+    const holder = h(
+      "div",
+      { class: "pw-heatmap", "data-testid": "pw-heatmap", "data-direction": direction },
+      canvas,
+    );
     const caption = h("div", { class: "pw-caption" });
     const root = h(
       "figure",
       { class: "pw-panel" },
-      h("figcaption", { title: DIRECTION_MEANING[direction] }, h("strong", { text: DIRECTION_TITLES[direction] })),
+      h(
+        "figcaption",
+        { title: DIRECTION_MEANING[direction] },
+        h("strong", { text: DIRECTION_TITLES[direction] }),
+      ),
       holder,
       caption,
     );
-    const p: PanelDom = { direction, root, holder, canvas, caption, values: new Float64Array(), base: { clean: NaN, corrupted: NaN }, geom: null, focus: null };
+    const p: PanelDom = {
+      direction,
+      root,
+      holder,
+      canvas,
+      caption,
+      values: new Float64Array(),
+      base: { clean: NaN, corrupted: NaN },
+      geom: null,
+      focus: null,
+    };
     const cellOf = (e: MouseEvent) => {
       const rect = canvas.getBoundingClientRect();
       const view = this.store.current?.view;
       if (!p.geom || !view) return null;
-      return cellAt(e.clientX - rect.left, e.clientY - rect.top, p.geom, view.grid.nRows, view.grid.nCols);
+      return cellAt(
+        e.clientX - rect.left,
+        e.clientY - rect.top,
+        p.geom,
+        view.grid.nRows,
+        view.grid.nCols,
+      );
     };
     this.d.listen<MouseEvent>(canvas, "mousemove", (e) => {
       const cell = cellOf(e);
@@ -154,11 +209,19 @@ export class HeatmapArea {
     if (!view) return;
     const { nRows, nCols } = view.grid;
     const f = p.focus ?? { r: 0, c: 0 };
-    const moves: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    const moves: Record<string, [number, number]> = {
+      ArrowUp: [-1, 0],
+      ArrowDown: [1, 0],
+      ArrowLeft: [0, -1],
+      ArrowRight: [0, 1],
+    };
     if (e.key in moves) {
       const [dr, dc] = moves[e.key];
       const step = e.ctrlKey || e.metaKey ? 10 : 1;
-      p.focus = { r: Math.min(nRows - 1, Math.max(0, f.r + dr * step)), c: Math.min(nCols - 1, Math.max(0, f.c + dc * step)) };
+      p.focus = {
+        r: Math.min(nRows - 1, Math.max(0, f.r + dr * step)),
+        c: Math.min(nCols - 1, Math.max(0, f.c + dc * step)),
+      };
     } else if (e.key === "Enter") {
       p.focus = f;
       this.activate(f.r, f.c, e.shiftKey);
@@ -220,7 +283,14 @@ export class HeatmapArea {
     this.paintMarks(ctx, p, view, g);
   }
 
-  private paintCells(ctx: CanvasRenderingContext2D, p: PanelDom, nRows: number, nCols: number, g: Geometry, dark: boolean): void {
+  private paintCells(
+    ctx: CanvasRenderingContext2D,
+    p: PanelDom,
+    nRows: number,
+    nCols: number,
+    g: Geometry,
+    dark: boolean,
+  ): void {
     const image = ctx.createImageData(nCols, nRows);
     for (let i = 0; i < nRows * nCols; i++) {
       const [r, gr, b] = divergingColor(p.values[i], this.max, dark);
@@ -247,9 +317,11 @@ export class HeatmapArea {
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
     if (grid.groups.length && g.ch < 10) {
-      for (const grp of grid.groups) ctx.fillText(grp.label, g.x0 - 4, g.y0 + (grp.start + grp.count / 2) * g.ch);
+      for (const grp of grid.groups)
+        ctx.fillText(grp.label, g.x0 - 4, g.y0 + (grp.start + grp.count / 2) * g.ch);
     } else {
-      for (let r = 0; r < grid.nRows; r += g.rowLabelEvery) ctx.fillText(grid.rowLabels[r], g.x0 - 4, g.y0 + (r + 0.5) * g.ch);
+      for (let r = 0; r < grid.nRows; r += g.rowLabelEvery)
+        ctx.fillText(grid.rowLabels[r], g.x0 - 4, g.y0 + (r + 0.5) * g.ch);
     }
     ctx.strokeStyle = fg;
     ctx.lineWidth = 1;
@@ -280,7 +352,12 @@ export class HeatmapArea {
     }
   }
 
-  private paintMarks(ctx: CanvasRenderingContext2D, p: PanelDom, view: ViewState, g: Geometry): void {
+  private paintMarks(
+    ctx: CanvasRenderingContext2D,
+    p: PanelDom,
+    view: ViewState,
+    g: Geometry,
+  ): void {
     const grid = view.grid;
     const fg = cssVar(this.el, "--jp-ui-font-color0", "#111");
     if (this.store.get("normalized") && g.cw >= 6 && g.ch >= 6) {
@@ -302,7 +379,13 @@ export class HeatmapArea {
       ctx.lineWidth = 2;
       for (let r = 0; r < grid.nRows; r++) {
         for (let c = 0; c < grid.nCols; c++) {
-          if (this.store.inCircuit(grid.component(r, c))) ctx.strokeRect(g.x0 + c * g.cw + 1, g.y0 + r * g.ch + 1, Math.max(1, g.cw - 2), Math.max(1, g.ch - 2));
+          if (this.store.inCircuit(grid.component(r, c)))
+            ctx.strokeRect(
+              g.x0 + c * g.cw + 1,
+              g.y0 + r * g.ch + 1,
+              Math.max(1, g.cw - 2),
+              Math.max(1, g.ch - 2),
+            );
         }
       }
     }
@@ -310,7 +393,12 @@ export class HeatmapArea {
       ctx.strokeStyle = fg;
       ctx.lineWidth = 2;
       ctx.setLineDash([3, 2]);
-      ctx.strokeRect(g.x0 + p.focus.c * g.cw, g.y0 + p.focus.r * g.ch, Math.max(2, g.cw), Math.max(2, g.ch));
+      ctx.strokeRect(
+        g.x0 + p.focus.c * g.cw,
+        g.y0 + p.focus.r * g.ch,
+        Math.max(2, g.cw),
+        Math.max(2, g.ch),
+      );
       ctx.setLineDash([]);
     }
   }
@@ -327,7 +415,9 @@ export class HeatmapArea {
     const bar = hgt - 20;
     ctx.clearRect(0, 0, w, hgt);
     for (let y = 0; y < bar; y++) {
-      ctx.fillStyle = cssColor(divergingColor(this.max * (1 - (2 * y) / (bar - 1)), this.max, dark));
+      ctx.fillStyle = cssColor(
+        divergingColor(this.max * (1 - (2 * y) / (bar - 1)), this.max, dark),
+      );
       ctx.fillRect(0, top + y, 12, 1);
     }
     ctx.fillStyle = cssVar(this.el, "--jp-ui-font-color1", "#333");
@@ -339,7 +429,9 @@ export class HeatmapArea {
       ctx.fillRect(12, y, 3, 1);
       ctx.fillText(formatValue(t, 3), 17, y);
     }
-    canvas.title = normalized ? "normalised: 1 = clean behaviour, 0 = corrupted; scale reaches the largest |value|" : "scale reaches the largest |value| on screen";
+    canvas.title = normalized
+      ? "normalised: 1 = clean behaviour, 0 = corrupted; scale reaches the largest |value|"
+      : "scale reaches the largest |value| on screen";
   }
 
   private showTooltip(p: PanelDom, r: number, c: number): void {
@@ -350,16 +442,32 @@ export class HeatmapArea {
     const normalized = this.store.get("normalized");
     const data = view.panels.find((x) => x.direction === p.direction)!;
     const i = r * view.grid.nCols + c;
-    const raw = meanOverPairs(metric, data.readouts, i * view.meta.n_pairs * N_FIELDS, view.meta.n_pairs);
+    const raw = meanOverPairs(
+      metric,
+      data.readouts,
+      i * view.meta.n_pairs * N_FIELDS,
+      view.meta.n_pairs,
+    );
     const v = p.values[i];
     const lines = [
       describeComponent(comp, this.store.get("prompts")?.position_labels ?? []),
-      Number.isNaN(raw) ? "not run yet" : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
+      Number.isNaN(raw)
+        ? "not run yet"
+        : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
-    if (normalized && isOutsideUnit(v)) lines.splice(2, 0, v < 0 ? "below 0: pushes towards the corrupted behaviour" : "above 1: overshoots the clean behaviour");
-    this.tooltip.replaceChildren(...lines.map((text, k) => h(k === 0 ? "strong" : "div", { text })));
+    if (normalized && isOutsideUnit(v))
+      lines.splice(
+        2,
+        0,
+        v < 0
+          ? "below 0: pushes towards the corrupted behaviour"
+          : "above 1: overshoots the clean behaviour",
+      );
+    this.tooltip.replaceChildren(
+      ...lines.map((text, k) => h(k === 0 ? "strong" : "div", { text })),
+    );
     this.tooltip.hidden = false;
     const areaRect = this.el.getBoundingClientRect();
     const rect = p.canvas.getBoundingClientRect();

@@ -52,10 +52,25 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
-  const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
-  const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
+  const crumbs = h("nav", {
+    class: "pw-breadcrumb",
+    "data-testid": "pw-breadcrumb",
+    "aria-label": "drill-down path",
+  });
+  const error = h("div", {
+    class: "pw-error",
+    "data-testid": "pw-error",
+    role: "alert",
+    hidden: true,
+  });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
-  const code = h("textarea", { class: "pw-code", readonly: true, rows: 8, hidden: true, "aria-label": "generated code" });
+  const code = h("textarea", {
+    class: "pw-code",
+    readonly: true,
+    rows: 8,
+    hidden: true,
+    "aria-label": "generated code",
+  });
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },

@@ -1,5 +1,5 @@
 // Prompts as token chips (differing positions highlighted) and an editor validated by the kernel.
-import { Disposer, h } from "./dom";
+import { type Disposer, h } from "./dom";
 import type { PromptState } from "./protocol";
 import type { Store } from "./store";
 
@@ -39,23 +39,54 @@ export class PromptsPanel {
   ) {
     this.tokens = h("div", { class: "pw-token-rows" });
     const area = (testid: string, label: string, placeholder: string) =>
-      h("textarea", { "data-testid": testid, "aria-label": label, placeholder, rows: 3, spellcheck: "false" });
+      h("textarea", {
+        "data-testid": testid,
+        "aria-label": label,
+        placeholder,
+        rows: 3,
+        spellcheck: "false",
+      });
     this.clean = area("pw-clean-input", "clean prompts", "one clean prompt per line");
-    this.corrupted = area("pw-corrupted-input", "corrupted prompts", "one corrupted prompt per line, same token count");
-    this.answers = area("pw-answers-input", "answers", "correct|incorrect per line; spaces count, e.g.  Mary| John");
-    this.problem = h("div", { class: "pw-prompt-error", "data-testid": "pw-prompt-error", role: "alert", hidden: true });
-    const apply = h("button", { class: "pw-button", "data-testid": "pw-apply-prompts", type: "button", text: "Apply prompts" });
+    this.corrupted = area(
+      "pw-corrupted-input",
+      "corrupted prompts",
+      "one corrupted prompt per line, same token count",
+    );
+    this.answers = area(
+      "pw-answers-input",
+      "answers",
+      "correct|incorrect per line; spaces count, e.g.  Mary| John",
+    );
+    this.problem = h("div", {
+      class: "pw-prompt-error",
+      "data-testid": "pw-prompt-error",
+      role: "alert",
+      hidden: true,
+    });
+    const apply = h("button", {
+      class: "pw-button",
+      "data-testid": "pw-apply-prompts",
+      type: "button",
+      text: "Apply prompts",
+    });
     this.editor = h(
       "details",
       { class: "pw-editor" },
       h("summary", { text: "Edit prompts and answers" }),
       h("label", { class: "pw-area" }, h("span", { text: "Clean" }), this.clean),
       h("label", { class: "pw-area" }, h("span", { text: "Corrupted" }), this.corrupted),
-      h("label", { class: "pw-area" }, h("span", { text: "Answers (correct|incorrect)" }), this.answers),
+      h(
+        "label",
+        { class: "pw-area" },
+        h("span", { text: "Answers (correct|incorrect)" }),
+        this.answers,
+      ),
       h("div", { class: "pw-row" }, apply, this.problem),
     );
     this.el = h("section", { class: "pw-prompts" }, this.tokens, this.editor);
-    d.listen(apply, "click", () => this.store.setPrompts(this.clean.value, this.corrupted.value, this.answers.value));
+    d.listen(apply, "click", () =>
+      this.store.setPrompts(this.clean.value, this.corrupted.value, this.answers.value),
+    );
     this.update();
   }
 
@@ -74,7 +105,11 @@ export class PromptsPanel {
     const err = this.store.promptError;
     this.problem.hidden = !err;
     this.problem.textContent = err ? err.message : "";
-    for (const [field, el] of [["clean", this.clean], ["corrupted", this.corrupted], ["answers", this.answers]] as const) {
+    for (const [field, el] of [
+      ["clean", this.clean],
+      ["corrupted", this.corrupted],
+      ["answers", this.answers],
+    ] as const) {
       el.classList.toggle("pw-invalid", err?.field === field);
     }
     if (err) this.editor.open = true;
@@ -85,8 +120,18 @@ export class PromptsPanel {
     const [correct, incorrect] = p.answer_tokens[0] ?? ["", ""];
     const more = p.clean_tokens.length > 1 ? ` (pair 1 of ${p.clean_tokens.length})` : "";
     this.tokens.replaceChildren(
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: `clean${more}` }), chips(p.clean_tokens[0] ?? [], diffs, "pw-tokens-clean")),
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: "corrupted" }), chips(p.corrupted_tokens[0] ?? [], diffs, "pw-tokens-corrupted")),
+      h(
+        "div",
+        { class: "pw-token-row" },
+        h("span", { class: "pw-row-label", text: `clean${more}` }),
+        chips(p.clean_tokens[0] ?? [], diffs, "pw-tokens-clean"),
+      ),
+      h(
+        "div",
+        { class: "pw-token-row" },
+        h("span", { class: "pw-row-label", text: "corrupted" }),
+        chips(p.corrupted_tokens[0] ?? [], diffs, "pw-tokens-corrupted"),
+      ),
       h(
         "div",
         { class: "pw-token-row" },
@@ -94,9 +139,17 @@ export class PromptsPanel {
         h(
           "div",
           { class: "pw-tokens pw-answers", "data-testid": "pw-answers" },
-          h("span", { class: "pw-token pw-correct", title: "correct answer token", text: showToken(correct) }),
+          h("span", {
+            class: "pw-token pw-correct",
+            title: "correct answer token",
+            text: showToken(correct),
+          }),
           h("span", { class: "pw-vs", text: "vs" }),
-          h("span", { class: "pw-token pw-incorrect", title: "incorrect answer token", text: showToken(incorrect) }),
+          h("span", {
+            class: "pw-token pw-incorrect",
+            title: "incorrect answer token",
+            text: showToken(incorrect),
+          }),
           h("span", { class: "pw-corruption", text: `· corruption: ${p.corruption}` }),
         ),
       ),

@@ -1,15 +1,15 @@
 // Per-model state (owned by `initialize`): requests with ids, replies, views, breadcrumb, circuit.
 import type { AnyModel } from "@anywidget/types";
-import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
-import { gridLayout, type GridLayout } from "./layout";
+import { type Bytes, type CircuitEntry, type Panel, splitCircuit, splitView } from "./decode";
+import { type GridLayout, gridLayout } from "./layout";
 import {
   asReply,
-  componentKey,
   type CircuitMeta,
   type ComponentSpec,
+  componentKey,
   type Reply,
-  type ViewMeta,
   type ViewDirection,
+  type ViewMeta,
   type ViewRequest,
   type WidgetState,
 } from "./protocol";
@@ -214,7 +214,11 @@ export class Store {
     try {
       this.apply(reply, buffers);
     } catch (err) {
-      this.fail({ message: `could not read the kernel's reply: ${String(err)}`, field: null, kind: reply.type });
+      this.fail({
+        message: `could not read the kernel's reply: ${String(err)}`,
+        field: null,
+        kind: reply.type,
+      });
     }
   }
 
@@ -233,7 +237,8 @@ export class Store {
         if (reply.id === this.activeViewId && reply.meta) {
           this.showView(reply.meta, buffers[0]);
           this.progress = { done: reply.meta.done, total: reply.meta.total, eta: null };
-          if (reply.status === "cancelled") this.note("Cancelled: the cells that finished are kept.");
+          if (reply.status === "cancelled")
+            this.note("Cancelled: the cells that finished are kept.");
           // Tell the kernel which result is on screen: in marimo this reruns the cells that read
           // the widget (a change made by the kernel alone does not).
           this.model.set("result_id", reply.id);
@@ -264,7 +269,10 @@ export class Store {
       case "code":
         this.code = reply.code;
         copyText(reply.code).then(
-          (ok) => this.note(ok ? "Code copied to the clipboard." : "Copy the code below (clipboard unavailable)."),
+          (ok) =>
+            this.note(
+              ok ? "Code copied to the clipboard." : "Copy the code below (clipboard unavailable).",
+            ),
           () => this.note("Copy the code below (clipboard unavailable)."),
         );
         return;
@@ -332,7 +340,9 @@ export class Store {
 }
 
 /** Traitlet dicts are {} until the kernel fills them. */
-function isFilled<T extends { id: number }>(value: T | Record<string, never> | null | undefined): value is T {
+function isFilled<T extends { id: number }>(
+  value: T | Record<string, never> | null | undefined,
+): value is T {
   return !!value && typeof (value as { id?: unknown }).id === "number";
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { NAN_LIGHT, colorbarTicks, divergingColor, formatValue, scaleMax } from "../src/colors";
+import { colorbarTicks, divergingColor, formatValue, NAN_LIGHT, scaleMax } from "../src/colors";
 
 describe("diverging colour scale", () => {
   it("is centred on 0 and reaches full colour at +-max", () => {

@@ -6,7 +6,16 @@ function meta(shape: number[], directions: ("denoising" | "noising")[], nPairs =
   return {
     id: 1,
     status: "done",
-    request: { kind: "sweep", site: "resid_pre", direction: "both", layers: null, heads: null, positions: null, neurons: null, label: "" },
+    request: {
+      kind: "sweep",
+      site: "resid_pre",
+      direction: "both",
+      layers: null,
+      heads: null,
+      positions: null,
+      neurons: null,
+      label: "",
+    },
     site: "resid_pre",
     kind: "sweep",
     directions,

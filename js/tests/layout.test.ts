@@ -22,7 +22,14 @@ describe("grid layout", () => {
   });
 
   it("maps layer x pos and head-part views to components", () => {
-    const resid = gridLayout({ site: "resid_pre", axes: ["layer", "pos"], shape: [3, 2], labels: {}, coords: { layer: [0, 1, 2], pos: [5, 6] }, fixed: {} });
+    const resid = gridLayout({
+      site: "resid_pre",
+      axes: ["layer", "pos"],
+      shape: [3, 2],
+      labels: {},
+      coords: { layer: [0, 1, 2], pos: [5, 6] },
+      fixed: {},
+    });
     expect(resid.component(2, 1)).toEqual({ site: "resid_pre", layer: 2, pos: 6 });
     expect(resid.rowLabels).toEqual(["0", "1", "2"]);
     const parts = gridLayout({
@@ -41,7 +48,11 @@ describe("grid layout", () => {
     const geom = gridGeometry(500, g);
     expect(geom.cw).toBeGreaterThan(0);
     expect(geom.ch).toBeGreaterThanOrEqual(2);
-    for (const [r, c] of [[0, 0], [5, 3], [2, 1]]) {
+    for (const [r, c] of [
+      [0, 0],
+      [5, 3],
+      [2, 1],
+    ]) {
       const x = geom.x0 + (c + 0.5) * geom.cw;
       const y = geom.y0 + (r + 0.5) * geom.ch;
       expect(cellAt(x, y, geom, g.nRows, g.nCols)).toEqual({ r, c });
@@ -50,10 +61,20 @@ describe("grid layout", () => {
   });
 
   it("keeps huge grids (neurons) within a readable canvas", () => {
-    const neurons = gridLayout({ site: "neuron", axes: ["layer", "neuron"], shape: [12, 3072], labels: {}, coords: {}, fixed: {} });
+    const neurons = gridLayout({
+      site: "neuron",
+      axes: ["layer", "neuron"],
+      shape: [12, 3072],
+      labels: {},
+      coords: {},
+      fixed: {},
+    });
     const geom = gridGeometry(800, neurons);
     expect(geom.width).toBeLessThanOrEqual(800 + 1);
     expect(geom.colLabelEvery).toBeGreaterThan(1);
-    expect(cellAt(geom.x0 + 3071.5 * geom.cw, geom.y0 + 0.5 * geom.ch, geom, 12, 3072)).toEqual({ r: 0, c: 3071 });
+    expect(cellAt(geom.x0 + 3071.5 * geom.cw, geom.y0 + 0.5 * geom.ch, geom, 12, 3072)).toEqual({
+      r: 0,
+      c: 3071,
+    });
   });
 });

@@ -10,9 +10,23 @@ function fakeModel(overrides: Partial<WidgetState> = {}) {
   const state: Record<string, unknown> = {
     _model_key: Math.random().toString(36),
     info: {},
-    sites: [{ name: "resid_pre", reason: null, help: "" }, { name: "head_by_pos", reason: null, help: "" }, { name: "neuron", reason: "not here", help: "" }],
+    sites: [
+      { name: "resid_pre", reason: null, help: "" },
+      { name: "head_by_pos", reason: null, help: "" },
+      { name: "neuron", reason: "not here", help: "" },
+    ],
     directions: { denoising: null, noising: null },
-    prompts: { clean: ["a b"], corrupted: ["a c"], answers: [[" x", " y"]], clean_tokens: [["a", " b"]], corrupted_tokens: [["a", " c"]], diff_positions: [1], position_labels: ["0: a", "1: b"], answer_tokens: [[" x", " y"]], corruption: "counterfactual prompts" },
+    prompts: {
+      clean: ["a b"],
+      corrupted: ["a c"],
+      answers: [[" x", " y"]],
+      clean_tokens: [["a", " b"]],
+      corrupted_tokens: [["a", " c"]],
+      diff_positions: [1],
+      position_labels: ["0: a", "1: b"],
+      answer_tokens: [[" x", " y"]],
+      corruption: "counterfactual prompts",
+    },
     status: "idle",
     result_meta: {},
     result_bytes: null,
@@ -46,9 +60,22 @@ function fakeModel(overrides: Partial<WidgetState> = {}) {
   };
 }
 
-const request: ViewRequest = { kind: "sweep", site: "resid_pre", direction: "denoising", layers: null, heads: null, positions: null, neurons: null, label: "resid_pre" };
+const request: ViewRequest = {
+  kind: "sweep",
+  site: "resid_pre",
+  direction: "denoising",
+  layers: null,
+  heads: null,
+  positions: null,
+  neurons: null,
+  label: "resid_pre",
+};
 
-function viewReply(id: number, values: number[], status = "done"): [Record<string, unknown>, DataView[]] {
+function viewReply(
+  id: number,
+  values: number[],
+  status = "done",
+): [Record<string, unknown>, DataView[]] {
   const nPairs = 1;
   const meta: ViewMeta = {
     id,
@@ -96,7 +123,16 @@ describe("Store", () => {
     const store = new Store(model as never);
     store.setPrompts("a b", "a", " x| y");
     const id = model.sent[0].id as number;
-    store.handle({ type: "error", id, kind: "set_prompts", message: "token counts differ", field: "corrupted" }, []);
+    store.handle(
+      {
+        type: "error",
+        id,
+        kind: "set_prompts",
+        message: "token counts differ",
+        field: "corrupted",
+      },
+      [],
+    );
     expect(store.status).toBe("error");
     expect(store.promptError?.field).toBe("corrupted");
   });
@@ -132,13 +168,26 @@ describe("render", () => {
     const el = document.createElement("div");
     document.body.append(el);
     const cleanup = widget.render({ model: model as never, el });
-    for (const id of ["pw-root", "pw-site", "pw-direction", "pw-metric", "pw-normalized", "pw-run", "pw-cancel", "pw-progress", "pw-tokens-clean", "pw-copy-code"]) {
+    for (const id of [
+      "pw-root",
+      "pw-site",
+      "pw-direction",
+      "pw-metric",
+      "pw-normalized",
+      "pw-run",
+      "pw-cancel",
+      "pw-progress",
+      "pw-tokens-clean",
+      "pw-copy-code",
+    ]) {
       expect(el.querySelector(`[data-testid="${id}"]`), id).not.toBeNull();
     }
     expect(el.querySelector('[data-testid="pw-tokens-clean"] .pw-diff')?.textContent).toBe("␣b");
     expect(el.querySelector<HTMLOptionElement>('option[value="neuron"]')?.disabled).toBe(true);
     expect(model.sent.filter((m) => m.type === "sweep").length).toBe(1);
-    expect(el.querySelector('[data-testid="pw-root"]')?.getAttribute("data-status")).toBe("running");
+    expect(el.querySelector('[data-testid="pw-root"]')?.getAttribute("data-status")).toBe(
+      "running",
+    );
     model.emit("msg:custom", ...viewReply(model.sent[0].id as number, [0.25, 1.5]));
     await new Promise((r) => setTimeout(r, 40));
     const map = el.querySelector('[data-testid="pw-heatmap"]')!;
