@@ -42,7 +42,10 @@ export function splitView(meta: ViewMeta, bytes: Bytes): Panel[] {
     throw new Error(`view buffer holds ${data.length} floats, expected ${expected}`);
   }
   let offset = 0;
-  const take = (n: number) => data.subarray(offset, (offset += n));
+  const take = (n: number) => {
+    offset += n;
+    return data.subarray(offset - n, offset);
+  };
   return meta.directions.map((direction) => ({
     direction,
     readouts: take(size),
@@ -61,7 +64,10 @@ export function splitCircuit(meta: CircuitMeta, bytes: Bytes): CircuitEntry[] {
     );
   }
   let offset = 0;
-  const take = (n: number) => data.subarray(offset, (offset += n));
+  const take = (n: number) => {
+    offset += n;
+    return data.subarray(offset - n, offset);
+  };
   return meta.entries.map((e) => ({
     ...e,
     readouts: take(base),

@@ -65,7 +65,9 @@ export function gridLayout(
     component(r: number, c: number): ComponentSpec {
       const comp: ComponentSpec = { site: meta.site, layer: 0, ...meta.fixed };
       const idx = rowIndex(r);
-      rowAxes.forEach((a, k) => assign(comp, a, meta.coords[a]?.[idx[k]] ?? idx[k]));
+      rowAxes.forEach((a, k) => {
+        assign(comp, a, meta.coords[a]?.[idx[k]] ?? idx[k]);
+      });
       assign(comp, colAxis, meta.coords[colAxis]?.[c] ?? c);
       return comp;
     },

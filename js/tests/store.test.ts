@@ -55,7 +55,9 @@ function fakeModel(overrides: Partial<WidgetState> = {}) {
       listeners.get(name)!.add(fn);
     },
     off: (name: string, fn: Handler) => listeners.get(name)?.delete(fn),
-    emit: (name: string, ...args: unknown[]) => listeners.get(name)?.forEach((fn) => fn(...args)),
+    emit: (name: string, ...args: unknown[]) => {
+      for (const fn of listeners.get(name) ?? []) fn(...args);
+    },
     widget_manager: {} as never,
   };
 }
@@ -96,7 +98,9 @@ function viewReply(
   };
   // logit_diff = value; clean baseline 1, corrupted 0
   const data = new Float32Array(values.length * 6 + 12);
-  values.forEach((v, i) => (data[i * 6] = v));
+  values.forEach((v, i) => {
+    data[i * 6] = v;
+  });
   data[values.length * 6] = 1;
   return [{ type: "result", id, meta, status }, [new DataView(data.buffer)]];
 }
