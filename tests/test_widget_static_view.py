@@ -96,3 +96,10 @@ def test_static_view_follows_each_sweep_and_the_reading() -> None:
     assert second[WIDGET_VIEW]["model_id"] == w.model_id
     assert "; head denoising prob: strongest L" in second["text/plain"]
     assert png(second) == map_png([w.result], "prob", False) != png(reread)
+
+
+def test_the_demo_model_is_named_as_it_is_loaded() -> None:
+    """`exp.widget()` on the bundled model says `pw.demo_model()` (summary, Copy code): no path."""
+    w = Experiment(_model(), **demo_prompts("flip_s2", n=2)).widget()
+    assert w.model_expr == "pw.demo_model()"
+    assert bundle(w)["text/plain"].startswith("PatchingWidget: pw.demo_model(), 2 prompt pairs; ")

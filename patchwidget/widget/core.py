@@ -180,5 +180,9 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
 
 
 def _model_expr(experiment: Any) -> str:
+    from ..demo.loading import MODEL_DIR
+
     name = dict(experiment.info).get("model_name") or "<model name>"
+    if name == str(MODEL_DIR):
+        return "pw.demo_model()"
     return f"pw.load_model({name!r})"
