@@ -36,9 +36,8 @@ class MarimoServer:
         raise RuntimeError(f"marimo did not start; see {self.log_path}")
 
     def _launch(self) -> bool:
-        marimo = Path(sys.executable).with_name("marimo")
         cmd = [
-            str(marimo), "run", str(self.notebook), "--headless", "--no-token",
+            sys.executable, "-m", "marimo", "run", str(self.notebook), "--headless", "--no-token",
             "--host", "127.0.0.1", "--port", str(self.port), "--no-sandbox",
         ]  # fmt: skip
         env = {
