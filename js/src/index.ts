@@ -4,7 +4,9 @@ import { CircuitPanel } from "./circuit";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
+import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
+import { modelLine } from "./modelline";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -30,12 +32,18 @@ function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
   const onPrompts = () => store.emit("prompts");
   const onSites = () => store.emit("settings");
   const onCircuit = () => store.emit("circuit");
+  // Settings change from a control here or from Python (`w.site = ...`): views follow either way.
+  const settings = (["site", "direction", "metric", "normalized"] as const).map(
+    (key) => [`change:${key}`, () => store.settingChanged(key)] as const,
+  );
+  for (const [name, fn] of settings) model.on(name, fn);
   model.on("msg:custom", onMessage);
   model.on("change:prompts", onPrompts);
   model.on("change:sites", onSites);
   model.on("change:directions", onSites);
   model.on("change:circuit", onCircuit);
   return () => {
+    for (const [name, fn] of settings) model.off(name, fn);
     model.off("msg:custom", onMessage);
     model.off("change:prompts", onPrompts);
     model.off("change:sites", onSites);
@@ -52,6 +60,8 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
+  const modelInfo = modelLine(model, d);
+  const estimate = new EstimatePanel(store, d);
   const crumbs = h("nav", {
     class: "pw-breadcrumb",
     "data-testid": "pw-breadcrumb",
@@ -61,6 +71,11 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     class: "pw-error",
     "data-testid": "pw-error",
     role: "alert",
+    hidden: true,
+  });
+  const alternatives = h("div", {
+    class: "pw-row pw-drill-options",
+    "data-testid": "pw-drill-options",
     hidden: true,
   });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
@@ -74,12 +89,15 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
+    modelInfo,
     controls.el,
     prompts.el,
     error,
     crumbs,
+    alternatives,
     heatmap.el,
     heatmap.notes,
+    estimate.el,
     message,
     code,
     circuit.el,
@@ -87,6 +105,28 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   el.replaceChildren(root);
 
   const renderCrumbs = () => {
+    const current = store.current;
+    const options = current?.options ?? [];
+    const shown = options.findIndex(
+      (o) => o.request.kind === current?.request.kind && o.request.site === current?.request.site,
+    );
+    alternatives.hidden = options.length < 2;
+    alternatives.replaceChildren(
+      h("span", { class: "pw-hint", text: "This cell also opens: " }),
+      ...options.flatMap((o, i) =>
+        i === shown
+          ? []
+          : [
+              h("button", {
+                type: "button",
+                class: "pw-button",
+                "data-testid": "pw-drill-option",
+                "data-option": i,
+                text: o.text,
+              }),
+            ],
+      ),
+    );
     crumbs.replaceChildren(
       ...store.crumbs.map((c, i) => {
         const last = i === store.crumbs.length - 1;
@@ -101,6 +141,10 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
       }),
     );
   };
+  d.listen<MouseEvent>(alternatives, "click", (e) => {
+    const option = (e.target as HTMLElement).closest<HTMLElement>("[data-option]")?.dataset.option;
+    if (option !== undefined) store.switchOption(Number(option));
+  });
   d.listen<MouseEvent>(crumbs, "click", (e) => {
     const index = (e.target as HTMLElement).closest<HTMLElement>("[data-index]")?.dataset.index;
     if (index !== undefined) store.goTo(Number(index));
@@ -119,16 +163,19 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
       case "view":
         renderCrumbs();
         heatmap.schedule();
+        estimate.update();
         renderStatus();
         break;
       case "progress":
         heatmap.schedule();
+        estimate.update();
         controls.updateStatus();
         break;
       case "settings":
         controls.updateSites();
         controls.updateSettings();
         heatmap.schedule();
+        estimate.update();
         circuit.update();
         break;
       case "circuit":
@@ -154,7 +201,8 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   renderCrumbs();
   renderStatus();
   heatmap.update();
-  store.autoRun(controls.topRequest());
+  estimate.update();
+  store.autoRun(store.topRequest());
   return () => {
     d.dispose();
     el.replaceChildren();
