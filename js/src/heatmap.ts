@@ -8,6 +8,7 @@ import { cellAt, type Geometry, gridGeometry } from "./layout";
 import { type Baselines, baselines, computeCells, meanOverPairs } from "./metrics";
 import { guidanceNotes, isOutsideUnit } from "./notes";
 import { paintColorbar, paintPanel, type Theme } from "./paint";
+import { pathStep } from "./paths";
 import { pairDiffs, pairPositionLabels } from "./prompts";
 import { type ComponentSpec, type Direction, N_FIELDS } from "./protocol";
 import {
@@ -338,8 +339,9 @@ export class HeatmapArea {
     const view = this.store.current?.view;
     if (!view) return;
     const comp = view.grid.component(r, c);
+    this.store.pick(comp, view.meta.request);
     if (addToCircuit) {
-      this.store.toggleCircuit(comp);
+      this.store.toggleCircuit(pathStep(comp, view.meta.request) ?? comp);
       return;
     }
     const sites = this.store.get("sites");

@@ -1,10 +1,18 @@
 // Per-model state (owned by `initialize`): requests with ids, replies, views, breadcrumb, circuit.
 import type { AnyModel } from "@anywidget/types";
-import { type Bytes, type CircuitEntry, type Panel, splitCircuit, splitView } from "./decode";
+import {
+  type Bytes,
+  type CircuitEntry,
+  type Panel,
+  splitCircuit,
+  splitView,
+  toFloat32,
+} from "./decode";
 import type { DrillOption } from "./drill";
 import { type EstimateSection, splitEstimate } from "./estimate";
 import { type GridLayout, gridLayout } from "./layout";
 import {
+  type AttentionMeta,
   asReply,
   type CircuitMeta,
   type ComponentSpec,
@@ -38,7 +46,16 @@ export interface Problem {
   kind: string;
 }
 
-export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message";
+export type Topic =
+  | "view"
+  | "progress"
+  | "circuit"
+  | "prompts"
+  | "settings"
+  | "status"
+  | "message"
+  | "path"
+  | "attention";
 type Listener = (topic: Topic) => void;
 
 const ENGINE_KINDS = new Set(["sweep", "circuit", "set_prompts"]);
@@ -63,6 +80,10 @@ export class Store {
   noisingAsDrop = false;
   /** The prompt pair (0-based) whose tokens are shown; every view that shows one pair uses it. */
   pair = 0;
+  /** The cell last clicked and the view it was in (paths.ts builds "what feeds this?" on it). */
+  picked: { comp: ComponentSpec; request: ViewRequest } | null = null;
+  /** The last head's attention patterns (attention.ts): clean then corrupted, pairs × dest × src. */
+  attention: { meta: AttentionMeta; data: Float32Array } | null = null;
   private nextId = 1;
   private latestCircuitId: number | null = null;
   private autoRan = false;
@@ -124,6 +145,11 @@ export class Store {
     this.latestCircuitId = null;
     this.set("circuit", components);
     this.emit("circuit");
+  }
+
+  pick(comp: ComponentSpec, request: ViewRequest): void {
+    this.picked = { comp, request };
+    this.emit("path");
   }
 
   setScale(mode: ScaleMode, currentMax: number): void {
@@ -348,6 +374,9 @@ export class Store {
           this.progress = { done: reply.meta.done, total: reply.meta.total, eta: null };
           if (reply.status === "cancelled")
             this.note("Cancelled: the cells that finished are kept.");
+          const { kind, layers, heads } = reply.meta.request;
+          if (kind === "head_parts" && layers && heads)
+            this.send("attention", { layer: layers[0], head: heads[0] });
           // Tell the kernel which result is on screen: in marimo this reruns the cells that read
           // the widget (a change made by the kernel alone does not).
           this.model.set("result_id", reply.id);
@@ -389,6 +418,10 @@ export class Store {
       case "saved":
         this.savedPath = reply.path;
         this.note(`Saved in the kernel's folder: ${reply.path}`);
+        return;
+      case "attention":
+        this.attention = { meta: reply.meta, data: toFloat32(buffers[0]) };
+        this.emit("attention");
         return;
       case "error":
         this.fail({ message: reply.message, field: reply.field, kind: reply.kind });
