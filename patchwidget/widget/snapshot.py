@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,18 +36,12 @@ def summary_line(
 
 
 def map_png(results: Sequence[Any], metric: str, normalized: bool) -> bytes:
-    """The current map(s) side by side, drawn with matplotlib off-screen, as PNG bytes."""
-    from matplotlib.figure import Figure
+    """The current map(s) side by side, drawn off-screen by the package's figure builder."""
+    from ..plotting import draw_panels, result_panel
 
-    *row_sizes, cols = results[0].shape
-    rows = math.prod(row_sizes)
-    width = min(18.0, 2.5 + 0.45 * cols) * len(results)
-    fig = Figure(figsize=(width, min(16.0, 2.0 + 0.32 * rows)), layout="constrained")
-    axes = fig.subplots(1, len(results), squeeze=False)[0]
-    for ax, res in zip(axes, results, strict=True):
-        res.plot(metric, normalized=normalized, ax=ax)
+    panels = [result_panel(r, metric, normalized, f"{r.site}, {r.direction}") for r in results]
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    draw_panels(panels, metric, normalized).savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 
