@@ -43,25 +43,33 @@ def _(mo, pw):
 @app.cell
 def _(mo, np, widget):
     # Reruns whenever the widget shows a new result or changes metric, site or direction:
-    # `widget.value` holds its synced settings, `widget.widget.result` the PatchResult on screen.
+    # `widget.value` holds its synced settings, `widget.widget.results` the PatchResults on screen
+    # (one per panel: a drill-down view may join several sites, "both" shows two directions).
     settings = widget.value
-    result = widget.widget.result
-    if result is None:
+    results = widget.widget.results
+    if not results:
         summary = mo.md("Waiting for the widget's first sweep…")
     else:
         metric, normalized = settings.get("metric", "logit_diff"), settings.get("normalized", True)
-        values = np.asarray(result.values(metric, normalized))
-        strongest = np.unravel_index(np.nanargmax(np.abs(values)), values.shape)
+        best = None
+        for result in results:
+            values = np.asarray(result.values(metric, normalized))
+            cell = np.unravel_index(np.nanargmax(np.abs(values)), values.shape)
+            if best is None or abs(values[cell]) > abs(best[0]):
+                best = (float(values[cell]), result, cell)
+        value, strongest, cell = best
         where = ", ".join(
-            f"{axis} {result.labels[axis][i]}"
-            for axis, i in zip(result.axes, strongest, strict=True)
+            f"{axis} {strongest.labels[axis][i]}"
+            for axis, i in zip(strongest.axes, cell, strict=True)
         )
+        sites = " + ".join(dict.fromkeys(r.site for r in results))
+        directions = " + ".join(dict.fromkeys(r.direction for r in results))
         scale = " (normalised)" if normalized else ""
         sweeps = sum(entry["kind"] == "sweep" for entry in widget.widget.history)
         summary = mo.md(
-            f"**<span data-testid='site'>{result.site}</span>**, {result.direction}, "
+            f"**<span data-testid='site'>{sites}</span>**, {directions}, "
             f"<code data-testid='metric'>{metric}</code>{scale}: strongest effect at "
-            f"{where} = <span data-testid='strongest'>{values[strongest]:.4f}</span> "
+            f"{strongest.site} {where} = <span data-testid='strongest'>{value:.4f}</span> "
             f"(sweeps run: <span data-testid='sweeps'>{sweeps}</span>)"
         )
     summary

@@ -2,8 +2,8 @@
 
 The widget (``mo.ui.anywidget(pw.PatchingWidget(exp))``) paints its first map, a metric switch
 redraws without a sweep, a click drills down; after each, the notebook's next cell, which reads
-``widget.widget.result`` in the kernel, has rerun and reports the kernel's strongest value, which
-must be the heatmap's strongest cell.
+``widget.widget.results`` in the kernel, has rerun and reports the kernel's strongest value,
+which must be the heatmap's strongest cell.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def strongest(shown: list[list[float | None]]) -> float:
 
 
 def reported(page: Any) -> dict[str, Any]:
-    """What the kernel-side cell below the widget says (it reads ``widget.widget.result``)."""
+    """What the kernel-side cell below the widget says (it reads ``widget.widget.results``)."""
     return {
         "site": page.get_by_test_id("site").inner_text(),
         "metric": page.get_by_test_id("metric").inner_text(),
