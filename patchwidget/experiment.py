@@ -273,6 +273,11 @@ class Experiment:
                 on_progress, cancel, progress,
             )  # fmt: skip
         check_method(method, qk_fix, grad_drop)
+        if method == "attribution" and self.remote:
+            raise ValueError(
+                "method='attribution' takes gradients through the model's weights, which a "
+                "remote model does not have here; use method='exact' (one request per sweep)"
+            )
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True
