@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: install (fast when done), lint, JS unit tests, then pytest over tests/
-# (engine tests, notebook execution, and end-to-end browser tests in JupyterLab / Notebook 7).
+# The one test command: install (fast when done), lint and type checks (Python and TypeScript), JS
+# unit tests, the packaging check (wheel into a fresh venv without Node.js), then pytest over tests/
+# (engine tests, notebook execution, and end-to-end browser tests in JupyterLab, Notebook 7, marimo).
 # Every stage runs even when an earlier one fails; the exit status is non-zero if any failed.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not browser"`.
 set -uo pipefail
@@ -43,7 +44,11 @@ fi
 VBIN="$ROOT/.venv/bin"
 stage ruff-lint "$VBIN/ruff" check .
 stage ruff-fmt "$VBIN/ruff" format --check .
+stage mypy "$VBIN/mypy" patchwidget
+stage js-types bash -c 'cd js && npm run --silent typecheck'
+stage js-lint bash -c 'cd js && npx --no-install biome ci .'
 stage js-unit bash -c 'cd js && npm test' && js_ran=1
+stage package bash scripts/check_package.sh
 
 run_pytest() {
     # SIGINT makes pytest print its summary if it ever runs into the hard cap.

@@ -64,9 +64,10 @@ def _json_floats(a: np.ndarray) -> list[float | None]:
 
 def test_metrics_fixture_is_current() -> None:
     fixture = _fixture()
-    if os.environ.get("PW_UPDATE_FIXTURES") == "1" or not FIXTURE.exists():
+    if os.environ.get("PW_UPDATE_FIXTURES") == "1":
         FIXTURE.parent.mkdir(parents=True, exist_ok=True)
         FIXTURE.write_text(json.dumps(fixture, indent=1) + "\n")
+    assert FIXTURE.exists(), f"{FIXTURE} is missing: create it with PW_UPDATE_FIXTURES=1"
     stored = json.loads(FIXTURE.read_text())
     assert stored["cases"] == json.loads(json.dumps(fixture))["cases"], (
         "js/tests/fixtures/metrics.json is out of date: rerun with PW_UPDATE_FIXTURES=1"

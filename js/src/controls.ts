@@ -1,7 +1,7 @@
 // Toolbar: site, direction, metric, normalisation, run/cancel, progress, export buttons.
-import { Disposer, h } from "./dom";
+import { type Disposer, h } from "./dom";
 import { EstimateToggle } from "./estimate";
-import { METRICS, type Direction, type Metric, type ViewDirection } from "./protocol";
+import { type Direction, METRICS, type Metric, type ViewDirection } from "./protocol";
 import type { Store } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
 
@@ -38,21 +38,57 @@ export class Controls {
     );
     this.normalized = h("input", { type: "checkbox", "data-testid": "pw-normalized" });
     this.estimate = new EstimateToggle(store, d);
-    this.run = h("button", { class: "pw-button pw-primary", "data-testid": "pw-run", type: "button", text: "Run" });
-    this.cancel = h("button", { class: "pw-button", "data-testid": "pw-cancel", type: "button", text: "Cancel" });
-    const copy = h("button", { class: "pw-button", "data-testid": "pw-copy-code", type: "button", text: "Copy code", title: "Python that reproduces this view" });
-    const save = h("button", { class: "pw-button", "data-testid": "pw-save-figure", type: "button", text: "Save figure", title: "the view on screen as a PNG next to the notebook" });
-    const csv = h("button", { class: "pw-button", "data-testid": "pw-export-csv", type: "button", text: "Export CSV", title: "the view on screen as a table: a row per cell and pair, a column per metric" });
+    this.run = h("button", {
+      class: "pw-button pw-primary",
+      "data-testid": "pw-run",
+      type: "button",
+      text: "Run",
+    });
+    this.cancel = h("button", {
+      class: "pw-button",
+      "data-testid": "pw-cancel",
+      type: "button",
+      text: "Cancel",
+    });
+    const copy = h("button", {
+      class: "pw-button",
+      "data-testid": "pw-copy-code",
+      type: "button",
+      text: "Copy code",
+      title: "Python that reproduces this view",
+    });
+    const save = h("button", {
+      class: "pw-button",
+      "data-testid": "pw-save-figure",
+      type: "button",
+      text: "Save figure",
+      title: "the view on screen as a PNG next to the notebook",
+    });
+    const csv = h("button", {
+      class: "pw-button",
+      "data-testid": "pw-export-csv",
+      type: "button",
+      text: "Export CSV",
+      title: "the view on screen as a table: a row per cell and pair, a column per metric",
+    });
     this.meaning = h("div", { class: "pw-direction-help" });
     this.bar = h("div", { class: "pw-progress-fill" });
     this.progressText = h("span", { class: "pw-progress-text" });
     this.progress = h(
       "div",
-      { class: "pw-progress", "data-testid": "pw-progress", "data-done": 0, "data-total": 0, role: "progressbar", "aria-valuemin": 0 },
+      {
+        class: "pw-progress",
+        "data-testid": "pw-progress",
+        "data-done": 0,
+        "data-total": 0,
+        role: "progressbar",
+        "aria-valuemin": 0,
+      },
       h("div", { class: "pw-progress-track" }, this.bar),
       this.progressText,
     );
-    const label = (text: string, control: HTMLElement) => h("label", { class: "pw-field" }, h("span", { text }), control);
+    const label = (text: string, control: HTMLElement) =>
+      h("label", { class: "pw-field" }, h("span", { text }), control);
     this.el = h(
       "div",
       { class: "pw-controls" },
@@ -62,7 +98,12 @@ export class Controls {
         label("Site", this.site),
         label("Direction", this.direction),
         label("Metric", this.metric),
-        h("label", { class: "pw-check" }, this.normalized, h("span", { text: "normalised (1 = clean, 0 = corrupted)" })),
+        h(
+          "label",
+          { class: "pw-check" },
+          this.normalized,
+          h("span", { text: "normalised (1 = clean, 0 = corrupted)" }),
+        ),
         this.estimate.el,
         h("span", { class: "pw-actions" }, this.run, this.cancel),
         h("span", { class: "pw-spacer" }),
@@ -78,9 +119,13 @@ export class Controls {
       this.estimate.propose(this.site.value);
       this.store.set("site", this.site.value);
     });
-    d.listen(this.direction, "change", () => this.store.set("direction", this.direction.value as ViewDirection));
+    d.listen(this.direction, "change", () =>
+      this.store.set("direction", this.direction.value as ViewDirection),
+    );
     d.listen(this.metric, "change", () => this.store.set("metric", this.metric.value as Metric));
-    d.listen(this.normalized, "change", () => this.store.set("normalized", this.normalized.checked));
+    d.listen(this.normalized, "change", () =>
+      this.store.set("normalized", this.normalized.checked),
+    );
     d.listen(this.run, "click", () => this.store.runView(this.store.topRequest(), false));
     d.listen(this.cancel, "click", () => this.store.cancel());
     d.listen(copy, "click", () => this.store.copyCode());
@@ -104,7 +149,10 @@ export class Controls {
     this.site.replaceChildren(...options);
     const blocked = this.store.get("directions") ?? {};
     for (const option of Array.from(this.direction.options)) {
-      const reasons = option.value === "both" ? [blocked.denoising, blocked.noising] : [blocked[option.value as Direction]];
+      const reasons =
+        option.value === "both"
+          ? [blocked.denoising, blocked.noising]
+          : [blocked[option.value as Direction]];
       const reason = reasons.find((r) => r) ?? null;
       option.disabled = reason !== null;
       option.title = reason ?? "";
@@ -118,7 +166,11 @@ export class Controls {
     this.normalized.checked = this.store.get("normalized");
     const dir = this.direction.value as ViewDirection;
     const shown: Direction[] = dir === "both" ? ["denoising", "noising"] : [dir];
-    this.meaning.replaceChildren(...shown.map((x) => h("div", {}, h("strong", { text: `${DIRECTION_TITLES[x]}: ` }), DIRECTION_MEANING[x])));
+    this.meaning.replaceChildren(
+      ...shown.map((x) =>
+        h("div", {}, h("strong", { text: `${DIRECTION_TITLES[x]}: ` }), DIRECTION_MEANING[x]),
+      ),
+    );
   }
 
   updateStatus(): void {
@@ -135,7 +187,8 @@ export class Controls {
     this.bar.style.width = `${total ? (100 * done) / total : 0}%`;
     let text = running ? `running ${this.store.running!.kind}…` : "";
     if (total) text = `${done} / ${total} patches`;
-    if (running && p?.eta !== null && p?.eta !== undefined) text += ` · about ${formatSeconds(p.eta)} left`;
+    if (running && p?.eta !== null && p?.eta !== undefined)
+      text += ` · about ${formatSeconds(p.eta)} left`;
     this.progressText.textContent = text;
   }
 }

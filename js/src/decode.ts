@@ -1,5 +1,5 @@
 // Binary buffers from the kernel (little-endian float32) -> typed arrays.
-import { N_FIELDS, type CircuitMeta, type Direction, type ViewMeta } from "./protocol";
+import { type CircuitMeta, type Direction, N_FIELDS, type ViewMeta } from "./protocol";
 
 export type Bytes = DataView | ArrayBuffer | ArrayBufferView;
 
@@ -38,13 +38,17 @@ export function splitView(meta: ViewMeta, bytes: Bytes): Panel[] {
   const base = meta.n_pairs * N_FIELDS;
   const size = cellCount(meta.shape) * base;
   // Attribution views append per direction the estimate and a flag per cell (estimate.ts).
-  const extra = meta.method === "attribution" ? meta.directions.length * cellCount(meta.shape) * (base + 1) : 0;
+  const extra =
+    meta.method === "attribution" ? meta.directions.length * cellCount(meta.shape) * (base + 1) : 0;
   const expected = meta.directions.length * (size + 2 * base) + extra;
   if (data.length !== expected) {
     throw new Error(`view buffer holds ${data.length} floats, expected ${expected}`);
   }
   let offset = 0;
-  const take = (n: number) => data.subarray(offset, (offset += n));
+  const take = (n: number) => {
+    offset += n;
+    return data.subarray(offset - n, offset);
+  };
   return meta.directions.map((direction) => ({
     direction,
     readouts: take(size),
@@ -58,9 +62,19 @@ export function splitCircuit(meta: CircuitMeta, bytes: Bytes): CircuitEntry[] {
   const data = toFloat32(bytes);
   const base = meta.n_pairs * N_FIELDS;
   if (data.length !== meta.entries.length * 3 * base) {
-    throw new Error(`circuit buffer holds ${data.length} floats, expected ${meta.entries.length * 3 * base}`);
+    throw new Error(
+      `circuit buffer holds ${data.length} floats, expected ${meta.entries.length * 3 * base}`,
+    );
   }
   let offset = 0;
-  const take = (n: number) => data.subarray(offset, (offset += n));
-  return meta.entries.map((e) => ({ ...e, readouts: take(base), clean: take(base), corrupted: take(base) }));
+  const take = (n: number) => {
+    offset += n;
+    return data.subarray(offset - n, offset);
+  };
+  return meta.entries.map((e) => ({
+    ...e,
+    readouts: take(base),
+    clean: take(base),
+    corrupted: take(base),
+  }));
 }

@@ -25,7 +25,12 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 export class Disposer {
   private fns: (() => void)[] = [];
 
-  listen<E extends Event>(target: EventTarget, type: string, fn: (e: E) => void, opts?: AddEventListenerOptions): void {
+  listen<E extends Event>(
+    target: EventTarget,
+    type: string,
+    fn: (e: E) => void,
+    opts?: AddEventListenerOptions,
+  ): void {
     const handler = fn as EventListener;
     target.addEventListener(type, handler, opts);
     this.fns.push(() => target.removeEventListener(type, handler, opts));

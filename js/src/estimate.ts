@@ -1,12 +1,12 @@
 // Fast-estimate mode: the attribution estimate's buffer section, hatching on cells that are
 // still estimates, the estimate-vs-exact scatter, and the toggle that proposes the estimate.
 import { formatValue } from "./colors";
-import { cellCount, toFloat32, type Bytes } from "./decode";
+import { type Bytes, cellCount, toFloat32 } from "./decode";
+import { type Disposer, h } from "./dom";
 import { describeComponent, drillRequest } from "./drill";
-import { Disposer, h } from "./dom";
 import type { Geometry } from "./layout";
 import { computeCells } from "./metrics";
-import { N_FIELDS, type Direction, type Metric, type ViewMeta } from "./protocol";
+import { type Direction, type Metric, N_FIELDS, type ViewMeta } from "./protocol";
 import type { Store } from "./store";
 import { DIRECTION_TITLES, METRIC_LABELS } from "./text";
 
@@ -38,8 +38,15 @@ export function splitEstimate(meta: ViewMeta, bytes: Bytes): EstimateSection[] |
   const cells = cellCount(meta.shape);
   const base = meta.n_pairs * N_FIELDS;
   let offset = data.length - estimateFloats(meta);
-  const take = (n: number) => data.subarray(offset, (offset += n));
-  return meta.directions.map((direction) => ({ direction, estimate: take(cells * base), exact: take(cells) }));
+  const take = (n: number) => {
+    offset += n;
+    return data.subarray(offset - n, offset);
+  };
+  return meta.directions.map((direction) => ({
+    direction,
+    estimate: take(cells * base),
+    exact: take(cells),
+  }));
 }
 
 /** Cells exact so far, over all directions. */
@@ -54,9 +61,15 @@ export function exactCount(sections: EstimateSection[]): { exact: number; total:
 }
 
 /** Exact cells ordered by |estimate - exact|, largest first (at most `n`). */
-export function disagreements(estimate: Float64Array, exact: Float64Array, flags: Float32Array, n: number): number[] {
+export function disagreements(
+  estimate: Float64Array,
+  exact: Float64Array,
+  flags: Float32Array,
+  n: number,
+): number[] {
   const cells: number[] = [];
-  for (let i = 0; i < flags.length; i++) if (flags[i] > 0 && Number.isFinite(estimate[i]) && Number.isFinite(exact[i])) cells.push(i);
+  for (let i = 0; i < flags.length; i++)
+    if (flags[i] > 0 && Number.isFinite(estimate[i]) && Number.isFinite(exact[i])) cells.push(i);
   cells.sort((a, b) => Math.abs(estimate[b] - exact[b]) - Math.abs(estimate[a] - exact[a]));
   return cells.slice(0, n);
 }
@@ -92,7 +105,13 @@ export function rankCorrelation(a: number[], b: number[]): number {
 }
 
 /** Hatch every cell whose flag is 0 (still an estimate). */
-export function paintEstimated(ctx: CanvasRenderingContext2D, flags: Float32Array, nCols: number, g: Geometry, color: string): void {
+export function paintEstimated(
+  ctx: CanvasRenderingContext2D,
+  flags: Float32Array,
+  nCols: number,
+  g: Geometry,
+  color: string,
+): void {
   ctx.save();
   ctx.strokeStyle = color;
   ctx.globalAlpha = 0.55;
@@ -133,7 +152,11 @@ export class EstimateToggle {
     this.hint = h("span", { class: "pw-estimate-hint", "data-testid": "pw-estimate-hint" });
     this.el = h(
       "label",
-      { class: "pw-check", title: "Attribution patching paints every cell at once; exact values then replace them, largest estimates first" },
+      {
+        class: "pw-check",
+        title:
+          "Attribution patching paints every cell at once; exact values then replace them, largest estimates first",
+      },
       this.box,
       h("span", { text: "fast estimate" }),
       this.hint,
@@ -150,7 +173,11 @@ export class EstimateToggle {
 
   /** Propose the estimate when a sweep of `site` would run many patches. */
   propose(site: string): void {
-    const patches = sweepSize(site, this.store.get("info") ?? {}, this.store.get("prompts")?.position_labels?.length ?? 0);
+    const patches = sweepSize(
+      site,
+      this.store.get("info") ?? {},
+      this.store.get("prompts")?.position_labels?.length ?? 0,
+    );
     const long = patches > LONG_SWEEP;
     if (long && !this.box.checked) {
       this.box.checked = true;
@@ -173,9 +200,18 @@ export class EstimatePanel {
     private store: Store,
     d: Disposer,
   ) {
-    this.status = h("div", { class: "pw-estimate-status", "data-testid": "pw-estimate-status", role: "status" });
+    this.status = h("div", {
+      class: "pw-estimate-status",
+      "data-testid": "pw-estimate-status",
+      role: "status",
+    });
     this.plots = h("div", { class: "pw-scatters" });
-    this.el = h("section", { class: "pw-estimate", "data-testid": "pw-estimate", hidden: true }, this.status, this.plots);
+    this.el = h(
+      "section",
+      { class: "pw-estimate", "data-testid": "pw-estimate", hidden: true },
+      this.status,
+      this.plots,
+    );
     d.listen<MouseEvent>(this.plots, "click", (e) => this.onClick(e));
   }
 
@@ -190,26 +226,44 @@ export class EstimatePanel {
     const metric = this.store.get("metric");
     const normalized = this.store.get("normalized");
     const { exact, total } = exactCount(sections);
-    const lines = [`Fast estimate: ${exact} of ${total} cells exact, largest estimates first; hatched cells are still estimates.`];
-    if (NOT_ESTIMABLE.has(metric)) lines.push(`${METRIC_LABELS[metric]} cannot be estimated to first order: estimated cells stay blank until their exact value arrives.`);
+    const lines = [
+      `Fast estimate: ${exact} of ${total} cells exact, largest estimates first; hatched cells are still estimates.`,
+    ];
+    if (NOT_ESTIMABLE.has(metric))
+      lines.push(
+        `${METRIC_LABELS[metric]} cannot be estimated to first order: estimated cells stay blank until their exact value arrives.`,
+      );
     this.status.replaceChildren(...lines.map((text) => h("div", { text })));
     this.plots.replaceChildren(
       ...sections.map((s) => {
         const panel = view.panels.find((p) => p.direction === s.direction)!;
         const n = view.meta.n_pairs;
         const est = computeCells(metric, normalized, s.estimate, panel.clean, panel.corrupted, n);
-        const mixed = computeCells(metric, normalized, panel.readouts, panel.clean, panel.corrupted, n);
+        const mixed = computeCells(
+          metric,
+          normalized,
+          panel.readouts,
+          panel.clean,
+          panel.corrupted,
+          n,
+        );
         return this.scatter(s, est, mixed, metric);
       }),
     );
   }
 
-  private scatter(s: EstimateSection, est: Float64Array, exact: Float64Array, metric: Metric): HTMLElement {
+  private scatter(
+    s: EstimateSection,
+    est: Float64Array,
+    exact: Float64Array,
+    metric: Metric,
+  ): HTMLElement {
     const view = this.store.current!.view!;
     const size = 240;
     const pad = 44;
     const cells: number[] = [];
-    for (let i = 0; i < s.exact.length; i++) if (s.exact[i] > 0 && Number.isFinite(est[i]) && Number.isFinite(exact[i])) cells.push(i);
+    for (let i = 0; i < s.exact.length; i++)
+      if (s.exact[i] > 0 && Number.isFinite(est[i]) && Number.isFinite(exact[i])) cells.push(i);
     const rho = rankCorrelation(
       cells.map((i) => est[i]),
       cells.map((i) => exact[i]),
@@ -224,7 +278,12 @@ export class EstimatePanel {
     svg.setAttribute("data-testid", "pw-scatter");
     svg.dataset.direction = s.direction;
     svg.dataset.points = String(cells.length);
-    const figure = h("figure", { class: "pw-scatter-figure" }, title, svg as unknown as HTMLElement);
+    const figure = h(
+      "figure",
+      { class: "pw-scatter-figure" },
+      title,
+      svg as unknown as HTMLElement,
+    );
     if (!cells.length) return figure;
     let lo = Infinity;
     let hi = -Infinity;
@@ -243,19 +302,53 @@ export class EstimatePanel {
       svg.append(el);
       return el;
     };
-    add("line", { x1: scale(lo), y1: size - scale(lo), x2: scale(hi), y2: size - scale(hi), class: "pw-scatter-diagonal" });
-    add("text", { x: size / 2, y: size - 4, class: "pw-scatter-axis", "text-anchor": "middle" }).textContent = `estimate (${METRIC_LABELS[metric]})`;
-    const yLabel = add("text", { x: 10, y: size / 2, class: "pw-scatter-axis", "text-anchor": "middle", transform: `rotate(-90 10 ${size / 2})` });
+    add("line", {
+      x1: scale(lo),
+      y1: size - scale(lo),
+      x2: scale(hi),
+      y2: size - scale(hi),
+      class: "pw-scatter-diagonal",
+    });
+    add("text", {
+      x: size / 2,
+      y: size - 4,
+      class: "pw-scatter-axis",
+      "text-anchor": "middle",
+    }).textContent = `estimate (${METRIC_LABELS[metric]})`;
+    const yLabel = add("text", {
+      x: 10,
+      y: size / 2,
+      class: "pw-scatter-axis",
+      "text-anchor": "middle",
+      transform: `rotate(-90 10 ${size / 2})`,
+    });
     yLabel.textContent = "exact";
     for (const [v, anchor] of [
       [lo, "start"],
       [hi, "end"],
     ] as const) {
-      add("text", { x: scale(v), y: size - pad + 12, class: "pw-scatter-axis", "text-anchor": anchor }).textContent = formatValue(v, 2);
-      add("text", { x: pad - 3, y: size - scale(v) + 3, class: "pw-scatter-axis", "text-anchor": "end" }).textContent = formatValue(v, 2);
+      add("text", {
+        x: scale(v),
+        y: size - pad + 12,
+        class: "pw-scatter-axis",
+        "text-anchor": anchor,
+      }).textContent = formatValue(v, 2);
+      add("text", {
+        x: pad - 3,
+        y: size - scale(v) + 3,
+        class: "pw-scatter-axis",
+        "text-anchor": "end",
+      }).textContent = formatValue(v, 2);
     }
     // the worst few, and never most of a small map
-    const marked = new Set(disagreements(est, exact, s.exact, Math.min(MARKED, Math.max(1, Math.floor(cells.length / 4)))));
+    const marked = new Set(
+      disagreements(
+        est,
+        exact,
+        s.exact,
+        Math.min(MARKED, Math.max(1, Math.floor(cells.length / 4))),
+      ),
+    );
     const labels = this.store.get("prompts")?.position_labels ?? [];
     for (const i of [...cells.filter((c) => !marked.has(c)), ...marked]) {
       const isMarked = marked.has(i);

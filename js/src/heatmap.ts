@@ -1,17 +1,26 @@
 // Heatmap panels (one per direction) with legends, the shared colour bar and scale control,
 // tooltip, mouse and keyboard. Painting itself lives in paint.ts.
 import { formatValue } from "./colors";
+import { Disposer, h } from "./dom";
 import { describeComponent, drillOptions, drillRequest } from "./drill";
 import { paintEstimated } from "./estimate";
-import { pathStep } from "./paths";
-import { Disposer, h } from "./dom";
-import { cellAt, gridGeometry, type Geometry } from "./layout";
-import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
+import { cellAt, type Geometry, gridGeometry } from "./layout";
+import { type Baselines, baselines, computeCells, meanOverPairs } from "./metrics";
 import { guidanceNotes, isOutsideUnit } from "./notes";
 import { paintColorbar, paintPanel, type Theme } from "./paint";
+import { pathStep } from "./paths";
 import { pairDiffs, pairPositionLabels } from "./prompts";
-import { N_FIELDS, type ComponentSpec, type Direction } from "./protocol";
-import { baseValue, beyondScale, displayValues, effectText, largestEffect, mattersText, scaleFor, type ScaleMode } from "./scale";
+import { type ComponentSpec, type Direction, N_FIELDS } from "./protocol";
+import {
+  baseValue,
+  beyondScale,
+  displayValues,
+  effectText,
+  largestEffect,
+  mattersText,
+  type ScaleMode,
+  scaleFor,
+} from "./scale";
 import type { Store, ViewState } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
 
@@ -66,7 +75,12 @@ export class HeatmapArea {
     private store: Store,
     d: Disposer,
   ) {
-    this.tooltip = h("div", { class: "pw-tooltip", "data-testid": "pw-tooltip", role: "status", hidden: true });
+    this.tooltip = h("div", {
+      class: "pw-tooltip",
+      "data-testid": "pw-tooltip",
+      role: "status",
+      hidden: true,
+    });
     this.panelsEl = h("div", { class: "pw-panels" });
     this.colorbar = h("canvas", { class: "pw-colorbar", "data-testid": "pw-colorbar" });
     this.scaleText = h("div", { class: "pw-scale-text", "data-testid": "pw-scale-text" });
@@ -78,7 +92,15 @@ export class HeatmapArea {
       h("option", { value: "locked", text: "lock this scale" }),
     );
     this.drop = h("input", { type: "checkbox", "data-testid": "pw-drop" });
-    this.dropLabel = h("label", { class: "pw-check", title: "show noising as 1 − normalised, so that important cells are red in both panels" }, this.drop, h("span", { text: "noising as drop from clean" }));
+    this.dropLabel = h(
+      "label",
+      {
+        class: "pw-check",
+        title: "show noising as 1 − normalised, so that important cells are red in both panels",
+      },
+      this.drop,
+      h("span", { text: "noising as drop from clean" }),
+    );
     this.legend = h(
       "div",
       { class: "pw-legend" },
@@ -87,10 +109,22 @@ export class HeatmapArea {
       this.scaleText,
       this.dropLabel,
     );
-    this.empty = h("div", { class: "pw-empty", "data-testid": "pw-empty", text: "Sweeping… the map appears here as patches finish." });
+    this.empty = h("div", {
+      class: "pw-empty",
+      "data-testid": "pw-empty",
+      text: "Sweeping… the map appears here as patches finish.",
+    });
     this.notes = h("ul", { class: "pw-notes", "data-testid": "pw-note" });
-    this.el = h("div", { class: "pw-heatmap-area", tabindex: -1 }, this.empty, h("div", { class: "pw-plot" }, this.panelsEl, this.legend), this.tooltip);
-    d.listen(this.scaleSelect, "change", () => this.store.setScale(this.scaleSelect.value as ScaleMode, this.max));
+    this.el = h(
+      "div",
+      { class: "pw-heatmap-area", tabindex: -1 },
+      this.empty,
+      h("div", { class: "pw-plot" }, this.panelsEl, this.legend),
+      this.tooltip,
+    );
+    d.listen(this.scaleSelect, "change", () =>
+      this.store.setScale(this.scaleSelect.value as ScaleMode, this.max),
+    );
     d.listen(this.drop, "change", () => this.store.setDrop(this.drop.checked));
     d.add(() => this.clearPanels());
     d.add(() => this.cancelFrame());
@@ -102,7 +136,10 @@ export class HeatmapArea {
     // The canvases read theme colours when painted: repaint when JupyterLab switches theme.
     if (typeof MutationObserver !== "undefined" && document.body) {
       const theme = new MutationObserver(() => this.schedule());
-      theme.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+      theme.observe(document.body, {
+        attributes: true,
+        attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"],
+      });
       d.add(() => theme.disconnect());
     }
   }
@@ -110,7 +147,10 @@ export class HeatmapArea {
   /** Redraw on the next animation frame (coalesces bursts of progress messages). */
   schedule(): void {
     if (this.frame) return;
-    const raf = typeof requestAnimationFrame === "function" ? requestAnimationFrame : (f: FrameRequestCallback) => setTimeout(() => f(0), 16) as unknown as number;
+    const raf =
+      typeof requestAnimationFrame === "function"
+        ? requestAnimationFrame
+        : (f: FrameRequestCallback) => setTimeout(() => f(0), 16) as unknown as number;
     this.frame = raf(() => {
       this.frame = 0;
       this.update();
@@ -139,17 +179,31 @@ export class HeatmapArea {
     this.syncPanels(view);
     for (const p of this.panels) {
       const data = view.panels.find((x) => x.direction === p.direction)!;
-      p.norm = computeCells(metric, normalized, data.readouts, data.clean, data.corrupted, view.meta.n_pairs);
+      p.norm = computeCells(
+        metric,
+        normalized,
+        data.readouts,
+        data.clean,
+        data.corrupted,
+        view.meta.n_pairs,
+      );
       p.values = displayValues(p.norm, p.direction, normalized, drop);
       p.base = baselines(metric, data.clean, data.corrupted, view.meta.n_pairs);
     }
-    const scale = scaleFor(this.store.scale, normalized, this.panels.map((p) => p.values));
+    const scale = scaleFor(
+      this.store.scale,
+      normalized,
+      this.panels.map((p) => p.values),
+    );
     this.max = scale.max;
     const width = this.panelsEl.clientWidth || 640;
     const each = this.panels.length > 1 ? Math.max(240, (width - 16) / 2) : width;
     for (const p of this.panels) this.draw(p, view, each);
     this.renderLegend(view, scale.label, normalized);
-    this.renderNotes(this.panels.map((p) => p.norm), this.panels.map((p) => p.base));
+    this.renderNotes(
+      this.panels.map((p) => p.norm),
+      this.panels.map((p) => p.base),
+    );
     if (this.refocus && this.panels.length) {
       this.refocus = false;
       const p = this.panels[0];
@@ -167,7 +221,8 @@ export class HeatmapArea {
 
   private syncPanels(view: ViewState): void {
     const dirs = view.meta.directions;
-    if (this.panels.length === dirs.length && this.panels.every((p, i) => p.direction === dirs[i])) return;
+    if (this.panels.length === dirs.length && this.panels.every((p, i) => p.direction === dirs[i]))
+      return;
     this.clearPanels();
     this.panels = dirs.map((direction) => this.makePanel(direction));
     this.panelsEl.replaceChildren(...this.panels.map((p) => p.root));
@@ -181,25 +236,54 @@ export class HeatmapArea {
       role: "grid",
       "aria-label": `${DIRECTION_TITLES[direction]} heatmap: arrow keys move, Enter drills down, Shift+Enter adds to the circuit`,
     });
-    const holder = h("div", { class: "pw-heatmap", "data-testid": "pw-heatmap", "data-direction": direction }, canvas);
+    const holder = h(
+      "div",
+      { class: "pw-heatmap", "data-testid": "pw-heatmap", "data-direction": direction },
+      canvas,
+    );
     const matters = h("div", { class: "pw-matters", "data-testid": "pw-matters" });
     const effect = h("div", { class: "pw-effect", "data-testid": "pw-largest-effect" });
     const caption = h("div", { class: "pw-caption" });
     const root = h(
       "figure",
       { class: "pw-panel" },
-      h("figcaption", { title: DIRECTION_MEANING[direction] }, h("strong", { text: DIRECTION_TITLES[direction] }), matters),
+      h(
+        "figcaption",
+        { title: DIRECTION_MEANING[direction] },
+        h("strong", { text: DIRECTION_TITLES[direction] }),
+        matters,
+      ),
       holder,
       effect,
       caption,
     );
     const d = new Disposer();
-    const p: PanelDom = { direction, root, holder, canvas, matters, effect, caption, norm: new Float64Array(), values: new Float64Array(), base: { clean: NaN, corrupted: NaN }, geom: null, focus: null, d };
+    const p: PanelDom = {
+      direction,
+      root,
+      holder,
+      canvas,
+      matters,
+      effect,
+      caption,
+      norm: new Float64Array(),
+      values: new Float64Array(),
+      base: { clean: NaN, corrupted: NaN },
+      geom: null,
+      focus: null,
+      d,
+    };
     const cellOf = (e: MouseEvent) => {
       const rect = canvas.getBoundingClientRect();
       const view = this.store.current?.view;
       if (!p.geom || !view) return null;
-      return cellAt(e.clientX - rect.left, e.clientY - rect.top, p.geom, view.grid.nRows, view.grid.nCols);
+      return cellAt(
+        e.clientX - rect.left,
+        e.clientY - rect.top,
+        p.geom,
+        view.grid.nRows,
+        view.grid.nCols,
+      );
     };
     d.listen<MouseEvent>(canvas, "mousemove", (e) => {
       const cell = cellOf(e);
@@ -223,11 +307,19 @@ export class HeatmapArea {
     if (!view) return;
     const { nRows, nCols } = view.grid;
     const f = p.focus ?? { r: 0, c: 0 };
-    const moves: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    const moves: Record<string, [number, number]> = {
+      ArrowUp: [-1, 0],
+      ArrowDown: [1, 0],
+      ArrowLeft: [0, -1],
+      ArrowRight: [0, 1],
+    };
     if (e.key in moves) {
       const [dr, dc] = moves[e.key];
       const step = e.ctrlKey || e.metaKey ? 10 : 1;
-      p.focus = { r: Math.min(nRows - 1, Math.max(0, f.r + dr * step)), c: Math.min(nCols - 1, Math.max(0, f.c + dc * step)) };
+      p.focus = {
+        r: Math.min(nRows - 1, Math.max(0, f.r + dr * step)),
+        c: Math.min(nCols - 1, Math.max(0, f.c + dc * step)),
+      };
     } else if (e.key === "Enter") {
       p.focus = f;
       this.activate(f.r, f.c, e.shiftKey);
@@ -267,7 +359,9 @@ export class HeatmapArea {
 
   private theme(): Theme {
     const el = this.el;
-    const dark = document.body?.dataset.jpThemeLight === "false" || el.closest("[data-jp-theme-light='false']") !== null;
+    const dark =
+      document.body?.dataset.jpThemeLight === "false" ||
+      el.closest("[data-jp-theme-light='false']") !== null;
     return {
       dark,
       fg: cssVar(el, "--jp-ui-font-color1", dark ? "#ddd" : "#333"),
@@ -287,7 +381,12 @@ export class HeatmapArea {
     p.holder.dataset.grid = JSON.stringify({ x0: g.x0, y0: g.y0, cw: g.cw, ch: g.ch });
     if (testValuesWanted()) {
       const rows: (number | null)[][] = [];
-      for (let r = 0; r < grid.nRows; r++) rows.push(Array.from(p.values.subarray(r * grid.nCols, (r + 1) * grid.nCols), (v) => (Number.isNaN(v) ? null : v)));
+      for (let r = 0; r < grid.nRows; r++)
+        rows.push(
+          Array.from(p.values.subarray(r * grid.nCols, (r + 1) * grid.nCols), (v) =>
+            Number.isNaN(v) ? null : v,
+          ),
+        );
       p.holder.dataset.values = JSON.stringify(rows);
     } else {
       delete p.holder.dataset.values;
@@ -298,7 +397,12 @@ export class HeatmapArea {
     p.caption.textContent = `baselines (${METRIC_LABELS[metric]}): clean ${formatValue(p.base.clean)}, corrupted ${formatValue(p.base.corrupted)}`;
     p.matters.textContent = mattersText(p.direction, normalized, drop, p.base);
     const found = largestEffect(p.values, baseValue(p.direction, normalized, drop, p.base));
-    const where = found ? describeComponent(grid.component(Math.floor(found.index / grid.nCols), found.index % grid.nCols), this.positionLabels()) : "";
+    const where = found
+      ? describeComponent(
+          grid.component(Math.floor(found.index / grid.nCols), found.index % grid.nCols),
+          this.positionLabels(),
+        )
+      : "";
     p.effect.textContent = effectText(found, normalized, METRIC_LABELS[metric], where);
     p.effect.dataset.effect = found ? String(found.effect) : "";
     const canvas = p.canvas;
@@ -328,7 +432,8 @@ export class HeatmapArea {
       this.theme(),
     );
     const flags = view.estimate?.find((s) => s.direction === p.direction)?.exact;
-    if (flags) paintEstimated(ctx, flags, grid.nCols, g, cssVar(this.el, "--jp-ui-font-color1", "#333"));
+    if (flags)
+      paintEstimated(ctx, flags, grid.nCols, g, cssVar(this.el, "--jp-ui-font-color1", "#333"));
     p.holder.dataset.exact = flags ? JSON.stringify(Array.from(flags, (f) => (f > 0 ? 1 : 0))) : "";
   }
 
@@ -347,8 +452,16 @@ export class HeatmapArea {
   }
 
   private renderLegend(view: ViewState, scaleLabel: string, normalized: boolean): void {
-    const tallest = Math.max(0, ...this.panels.map((p) => (p.geom ? p.geom.height - p.geom.y0 : 0)));
-    paintColorbar(this.colorbar, this.max, Math.max(COLORBAR_MIN, Math.min(COLORBAR_MAX, tallest)), this.theme());
+    const tallest = Math.max(
+      0,
+      ...this.panels.map((p) => (p.geom ? p.geom.height - p.geom.y0 : 0)),
+    );
+    paintColorbar(
+      this.colorbar,
+      this.max,
+      Math.max(COLORBAR_MIN, Math.min(COLORBAR_MAX, tallest)),
+      this.theme(),
+    );
     this.colorbar.dataset.max = String(this.max);
     const beyond = this.panels.some((p) => p.values.some((v) => beyondScale(v, this.max)));
     this.scaleText.textContent = `${scaleLabel}${beyond ? " · ◤ beyond the scale" : ""}`;
@@ -368,19 +481,47 @@ export class HeatmapArea {
     const normalized = this.store.get("normalized");
     const data = view.panels.find((x) => x.direction === p.direction)!;
     const i = r * view.grid.nCols + c;
-    const raw = meanOverPairs(metric, data.readouts, i * view.meta.n_pairs * N_FIELDS, view.meta.n_pairs);
+    const raw = meanOverPairs(
+      metric,
+      data.readouts,
+      i * view.meta.n_pairs * N_FIELDS,
+      view.meta.n_pairs,
+    );
     const v = p.norm[i];
     const lines = [
       describeComponent(comp, this.positionLabels()),
-      Number.isNaN(raw) ? "not run yet" : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
+      Number.isNaN(raw)
+        ? "not run yet"
+        : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
-      ...(view.estimate ? [view.estimate.find((s) => s.direction === p.direction)?.exact[i] ? "exact value" : "attribution estimate (exact value pending)"] : []),
+      ...(view.estimate
+        ? [
+            view.estimate.find((s) => s.direction === p.direction)?.exact[i]
+              ? "exact value"
+              : "attribution estimate (exact value pending)",
+          ]
+        : []),
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
-    if (p.values !== p.norm && !Number.isNaN(v)) lines.splice(2, 0, `shown as the drop from clean: 1 − ${v.toPrecision(4)} = ${(1 - v).toPrecision(4)}`);
-    if (normalized && isOutsideUnit(v)) lines.splice(2, 0, v < 0 ? "below 0: pushes towards the corrupted behaviour" : "above 1: overshoots the clean behaviour");
-    if (beyondScale(p.values[i], this.max)) lines.splice(2, 0, `beyond the colour scale (±${formatValue(this.max, 3)})`);
-    this.tooltip.replaceChildren(...lines.map((text, k) => h(k === 0 ? "strong" : "div", { text })));
+    if (p.values !== p.norm && !Number.isNaN(v))
+      lines.splice(
+        2,
+        0,
+        `shown as the drop from clean: 1 − ${v.toPrecision(4)} = ${(1 - v).toPrecision(4)}`,
+      );
+    if (normalized && isOutsideUnit(v))
+      lines.splice(
+        2,
+        0,
+        v < 0
+          ? "below 0: pushes towards the corrupted behaviour"
+          : "above 1: overshoots the clean behaviour",
+      );
+    if (beyondScale(p.values[i], this.max))
+      lines.splice(2, 0, `beyond the colour scale (±${formatValue(this.max, 3)})`);
+    this.tooltip.replaceChildren(
+      ...lines.map((text, k) => h(k === 0 ? "strong" : "div", { text })),
+    );
     this.tooltip.hidden = false;
     const areaRect = this.el.getBoundingClientRect();
     const rect = p.canvas.getBoundingClientRect();

@@ -35,7 +35,9 @@ function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
   const onSites = () => store.emit("settings");
   const onCircuit = () => store.emit("circuit");
   // Settings change from a control here or from Python (`w.site = ...`): views follow either way.
-  const settings = (["site", "direction", "metric", "normalized"] as const).map((key) => [`change:${key}`, () => store.settingChanged(key)] as const);
+  const settings = (["site", "direction", "metric", "normalized"] as const).map(
+    (key) => [`change:${key}`, () => store.settingChanged(key)] as const,
+  );
   for (const [name, fn] of settings) model.on(name, fn);
   model.on("msg:custom", onMessage);
   model.on("change:prompts", onPrompts);
@@ -67,14 +69,37 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const showAttention = () => {
     const req = store.current?.request;
     const att = store.attention;
-    const same = req?.kind === "head_parts" && att && req.layers?.[0] === att.meta.layer && req.heads?.[0] === att.meta.head;
+    const same =
+      req?.kind === "head_parts" &&
+      att &&
+      req.layers?.[0] === att.meta.layer &&
+      req.heads?.[0] === att.meta.head;
     attention.show(same ? att : null);
   };
-  const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
-  const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
-  const alternatives = h("div", { class: "pw-row pw-drill-options", "data-testid": "pw-drill-options", hidden: true });
+  const crumbs = h("nav", {
+    class: "pw-breadcrumb",
+    "data-testid": "pw-breadcrumb",
+    "aria-label": "drill-down path",
+  });
+  const error = h("div", {
+    class: "pw-error",
+    "data-testid": "pw-error",
+    role: "alert",
+    hidden: true,
+  });
+  const alternatives = h("div", {
+    class: "pw-row pw-drill-options",
+    "data-testid": "pw-drill-options",
+    hidden: true,
+  });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
-  const code = h("textarea", { class: "pw-code", readonly: true, rows: 8, hidden: true, "aria-label": "generated code" });
+  const code = h("textarea", {
+    class: "pw-code",
+    readonly: true,
+    rows: 8,
+    hidden: true,
+    "aria-label": "generated code",
+  });
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
@@ -98,11 +123,25 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const renderCrumbs = () => {
     const current = store.current;
     const options = current?.options ?? [];
-    const shown = options.findIndex((o) => o.request.kind === current?.request.kind && o.request.site === current?.request.site);
+    const shown = options.findIndex(
+      (o) => o.request.kind === current?.request.kind && o.request.site === current?.request.site,
+    );
     alternatives.hidden = options.length < 2;
     alternatives.replaceChildren(
       h("span", { class: "pw-hint", text: "This cell also opens: " }),
-      ...options.flatMap((o, i) => (i === shown ? [] : [h("button", { type: "button", class: "pw-button", "data-testid": "pw-drill-option", "data-option": i, text: o.text })])),
+      ...options.flatMap((o, i) =>
+        i === shown
+          ? []
+          : [
+              h("button", {
+                type: "button",
+                class: "pw-button",
+                "data-testid": "pw-drill-option",
+                "data-option": i,
+                text: o.text,
+              }),
+            ],
+      ),
     );
     crumbs.replaceChildren(
       ...store.crumbs.map((c, i) => {

@@ -1,6 +1,7 @@
 // How a view's axes map onto a 2-D grid, and where the grid's cells sit on the canvas.
-import { KV_SITES, type ComponentSpec, type ViewMeta } from "./protocol";
+
 import { cellCount } from "./decode";
+import { type ComponentSpec, KV_SITES, type ViewMeta } from "./protocol";
 
 /** Rows are the product of every axis but the last; columns are the last axis. */
 export interface GridLayout {
@@ -17,7 +18,9 @@ export interface GridLayout {
   component(r: number, c: number): ComponentSpec;
 }
 
-export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "coords" | "fixed" | "site">): GridLayout {
+export function gridLayout(
+  meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "coords" | "fixed" | "site">,
+): GridLayout {
   const axes = meta.axes;
   const colAxis = axes[axes.length - 1];
   const rowAxes = axes.slice(0, -1);
@@ -62,7 +65,9 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
     component(r: number, c: number): ComponentSpec {
       const comp: ComponentSpec = { site: meta.site, layer: 0, ...meta.fixed };
       const idx = rowIndex(r);
-      rowAxes.forEach((a, k) => assign(comp, a, meta.coords[a]?.[idx[k]] ?? idx[k]));
+      rowAxes.forEach((a, k) => {
+        assign(comp, a, meta.coords[a]?.[idx[k]] ?? idx[k]);
+      });
       assign(comp, colAxis, meta.coords[colAxis]?.[c] ?? c);
       // Keep only the head index space the site uses (a head drill-down fixes both).
       if (KV_SITES.has(comp.site)) delete comp.head;
@@ -72,10 +77,21 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
   };
 }
 
-function assign(comp: ComponentSpec, axis: string, value: number | string | Partial<ComponentSpec>): void {
+function assign(
+  comp: ComponentSpec,
+  axis: string,
+  value: number | string | Partial<ComponentSpec>,
+): void {
   if (typeof value === "object") Object.assign(comp, value);
   else if (axis === "site") comp.site = String(value);
-  else if (axis === "layer" || axis === "head" || axis === "kv_head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
+  else if (
+    axis === "layer" ||
+    axis === "head" ||
+    axis === "kv_head" ||
+    axis === "pos" ||
+    axis === "neuron"
+  )
+    comp[axis] = Number(value);
 }
 
 /** Cell geometry in CSS px: cell (r, c) spans x0 + c*cw .. x0 + (c+1)*cw, same for rows. */
@@ -94,10 +110,14 @@ export interface Geometry {
 export const MAX_CELL = 56;
 const MAX_GRID_HEIGHT = 620;
 
-export function gridGeometry(width: number, grid: Pick<GridLayout, "nRows" | "nCols" | "rowLabels" | "colLabels">): Geometry {
+export function gridGeometry(
+  width: number,
+  grid: Pick<GridLayout, "nRows" | "nCols" | "rowLabels" | "colLabels">,
+): Geometry {
   const longestRow = Math.max(2, ...grid.rowLabels.slice(0, 500).map((s) => s.length));
   const x0 = Math.min(140, 10 + longestRow * 7);
-  const cellWidth = (pad: number) => Math.max(0.05, Math.min(MAX_CELL, (width - x0 - pad) / Math.max(1, grid.nCols)));
+  const cellWidth = (pad: number) =>
+    Math.max(0.05, Math.min(MAX_CELL, (width - x0 - pad) / Math.max(1, grid.nCols)));
   const longestCol = Math.max(1, ...grid.colLabels.slice(0, 500).map((s) => s.length));
   const rotates = (w: number) => longestCol * 6.5 > w - 4;
   // Rotated column labels lean right: leave room so the last one is not clipped (one-column
@@ -123,7 +143,13 @@ export function gridGeometry(width: number, grid: Pick<GridLayout, "nRows" | "nC
 }
 
 /** The cell under a point (CSS px relative to the canvas), or null. */
-export function cellAt(x: number, y: number, g: Geometry, nRows: number, nCols: number): { r: number; c: number } | null {
+export function cellAt(
+  x: number,
+  y: number,
+  g: Geometry,
+  nRows: number,
+  nCols: number,
+): { r: number; c: number } | null {
   const c = Math.floor((x - g.x0) / g.cw);
   const r = Math.floor((y - g.y0) / g.ch);
   if (x < g.x0 || y < g.y0 || r < 0 || c < 0 || r >= nRows || c >= nCols) return null;

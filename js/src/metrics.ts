@@ -1,5 +1,5 @@
 // Metrics from readouts; mirrors patchwidget/metrics.py exactly (keep the two identical).
-import { N_FIELDS, type Metric } from "./protocol";
+import { type Metric, N_FIELDS } from "./protocol";
 
 export const NORMALIZATION_EPS = 1e-6;
 const LOGIT_CORRECT = 0;
@@ -29,7 +29,12 @@ export function perPair(metric: Metric, r: ArrayLike<number>, o: number): number
 }
 
 /** Mean over pairs of the metric for the cell whose readouts start at `offset`. */
-export function meanOverPairs(metric: Metric, r: ArrayLike<number>, offset: number, nPairs: number): number {
+export function meanOverPairs(
+  metric: Metric,
+  r: ArrayLike<number>,
+  offset: number,
+  nPairs: number,
+): number {
   let sum = 0;
   for (let p = 0; p < nPairs; p++) sum += perPair(metric, r, offset + p * N_FIELDS);
   return sum / nPairs;
@@ -47,8 +52,16 @@ export interface Baselines {
 }
 
 /** Unpatched metric values, averaged over pairs. */
-export function baselines(metric: Metric, clean: ArrayLike<number>, corrupted: ArrayLike<number>, nPairs: number): Baselines {
-  return { clean: meanOverPairs(metric, clean, 0, nPairs), corrupted: meanOverPairs(metric, corrupted, 0, nPairs) };
+export function baselines(
+  metric: Metric,
+  clean: ArrayLike<number>,
+  corrupted: ArrayLike<number>,
+  nPairs: number,
+): Baselines {
+  return {
+    clean: meanOverPairs(metric, clean, 0, nPairs),
+    corrupted: meanOverPairs(metric, corrupted, 0, nPairs),
+  };
 }
 
 /** The metric for every cell (NaN where a patch has not run yet). */

@@ -45,7 +45,9 @@ export function guidanceNotes(input: NoteInput): string[] {
     );
   }
   if (input.metric === "logprob") {
-    notes.push("Log-probability flattens out once the answer is already the top guess, and can't tell a boost to both answers from a boost to the right one.");
+    notes.push(
+      "Log-probability flattens out once the answer is already the top guess, and can't tell a boost to both answers from a boost to the right one.",
+    );
   }
   for (const b of input.baselines) {
     const gap = Math.abs(b.clean - b.corrupted);

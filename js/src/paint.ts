@@ -58,9 +58,11 @@ function paintLabels(ctx: CanvasRenderingContext2D, p: PanelPaint, theme: Theme)
   ctx.textBaseline = "middle";
   ctx.textAlign = "right";
   if (grid.groups.length && g.ch < 10) {
-    for (const grp of grid.groups) ctx.fillText(grp.label, g.x0 - 4, g.y0 + (grp.start + grp.count / 2) * g.ch);
+    for (const grp of grid.groups)
+      ctx.fillText(grp.label, g.x0 - 4, g.y0 + (grp.start + grp.count / 2) * g.ch);
   } else {
-    for (let r = 0; r < grid.nRows; r += g.rowLabelEvery) ctx.fillText(grid.rowLabels[r], g.x0 - 4, g.y0 + (r + 0.5) * g.ch);
+    for (let r = 0; r < grid.nRows; r += g.rowLabelEvery)
+      ctx.fillText(grid.rowLabels[r], g.x0 - 4, g.y0 + (r + 0.5) * g.ch);
   }
   ctx.strokeStyle = theme.fg;
   ctx.lineWidth = 1;
@@ -122,20 +124,36 @@ function paintMarks(ctx: CanvasRenderingContext2D, p: PanelPaint, theme: Theme):
   ctx.lineWidth = 2;
   for (let r = 0; r < grid.nRows; r++) {
     for (let c = 0; c < grid.nCols; c++) {
-      if (p.inCircuit(grid.component(r, c))) ctx.strokeRect(g.x0 + c * g.cw + 1, g.y0 + r * g.ch + 1, Math.max(1, g.cw - 2), Math.max(1, g.ch - 2));
+      if (p.inCircuit(grid.component(r, c)))
+        ctx.strokeRect(
+          g.x0 + c * g.cw + 1,
+          g.y0 + r * g.ch + 1,
+          Math.max(1, g.cw - 2),
+          Math.max(1, g.ch - 2),
+        );
     }
   }
   if (p.focus) {
     ctx.strokeStyle = theme.strong;
     ctx.lineWidth = 2;
     ctx.setLineDash([3, 2]);
-    ctx.strokeRect(g.x0 + p.focus.c * g.cw, g.y0 + p.focus.r * g.ch, Math.max(2, g.cw), Math.max(2, g.ch));
+    ctx.strokeRect(
+      g.x0 + p.focus.c * g.cw,
+      g.y0 + p.focus.r * g.ch,
+      Math.max(2, g.cw),
+      Math.max(2, g.ch),
+    );
     ctx.setLineDash([]);
   }
 }
 
 /** Colour bar of height `height` CSS px from -max to +max, ticks labelled inside the canvas. */
-export function paintColorbar(canvas: HTMLCanvasElement, max: number, height: number, theme: Theme): void {
+export function paintColorbar(
+  canvas: HTMLCanvasElement,
+  max: number,
+  height: number,
+  theme: Theme,
+): void {
   const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
   const width = 76;
   canvas.style.width = `${width}px`;

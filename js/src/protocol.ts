@@ -31,7 +31,9 @@ export interface ViewRequest {
 }
 
 /** A path-patching receiver: a head's query/key/value input (query head), an MLP's input, or the logits. */
-export type Receiver = { site: "head_q" | "head_k" | "head_v" | "mlp_in"; layer: number; head?: number; pos?: number } | "logits";
+export type Receiver =
+  | { site: "head_q" | "head_k" | "head_v" | "mlp_in"; layer: number; head?: number; pos?: number }
+  | "logits";
 
 /** Describes the float32 buffer that travels with a view. */
 export interface ViewMeta {
@@ -130,6 +132,7 @@ export interface WidgetState {
   metric: Metric;
   normalized: boolean;
   circuit: ComponentSpec[];
+  result_id: number;
 }
 
 /** Kernel -> browser replies; every one carries the id of the request it answers. */
@@ -171,7 +174,9 @@ export function asReply(msg: unknown): Reply | null {
 
 /** A cell's component as the kernel names it (query `head` or key/value `kv_head`). */
 export function componentKey(c: ComponentSpec): string {
-  const key = [c.site, c.layer, c.head ?? "", c.kv_head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
+  const key = [c.site, c.layer, c.head ?? "", c.kv_head ?? "", c.pos ?? "", c.neuron ?? ""].join(
+    ":",
+  );
   return c.receiver === undefined ? key : `${key}>${receiverLabel(c.receiver)}`;
 }
 

@@ -20,11 +20,16 @@ export interface Scale {
 }
 
 /** The colour scale shared by every panel of a view. Raw values have no gap: `gap` fits them. */
-export function scaleFor(choice: ScaleChoice, normalized: boolean, values: ArrayLike<number>[]): Scale {
+export function scaleFor(
+  choice: ScaleChoice,
+  normalized: boolean,
+  values: ArrayLike<number>[],
+): Scale {
   if (choice.mode === "locked" && choice.locked !== null && choice.locked > 0) {
     return { max: choice.locked, label: `locked at ±${formatValue(choice.locked, 3)}` };
   }
-  if (choice.mode === "gap" && normalized) return { max: 1, label: "±1 = the whole clean–corrupted gap" };
+  if (choice.mode === "gap" && normalized)
+    return { max: 1, label: "±1 = the whole clean–corrupted gap" };
   return { max: scaleMax(values), label: "fitted to the largest |value| on screen" };
 }
 
@@ -34,19 +39,32 @@ export function beyondScale(v: number, max: number): boolean {
 }
 
 /** Panel values as shown: normalised noising as the drop from clean (1 − value) when asked. */
-export function displayValues(values: Float64Array, direction: Direction, normalized: boolean, drop: boolean): Float64Array {
+export function displayValues(
+  values: Float64Array,
+  direction: Direction,
+  normalized: boolean,
+  drop: boolean,
+): Float64Array {
   if (!(drop && normalized && direction === "noising")) return values;
   return values.map((v) => 1 - v);
 }
 
 /** The value of the run a patch starts from, in the units shown (0 or 1 when normalised). */
-export function baseValue(direction: Direction, normalized: boolean, drop: boolean, base: Baselines): number {
+export function baseValue(
+  direction: Direction,
+  normalized: boolean,
+  drop: boolean,
+  base: Baselines,
+): number {
   if (normalized) return direction === "noising" && !drop ? 1 : 0;
   return direction === "noising" ? base.clean : base.corrupted;
 }
 
 /** The cell that moves furthest from the base run, or null before any patch has finished. */
-export function largestEffect(values: ArrayLike<number>, base: number): { index: number; effect: number } | null {
+export function largestEffect(
+  values: ArrayLike<number>,
+  base: number,
+): { index: number; effect: number } | null {
   let best: { index: number; effect: number } | null = null;
   for (let i = 0; i < values.length; i++) {
     const e = Math.abs(values[i] - base);
@@ -58,21 +76,35 @@ export function largestEffect(values: ArrayLike<number>, base: number): { index:
 /** A fraction of the gap in percent with sensible digits: 0.0001 -> "0.01 %" (as plotting.py). */
 export function formatPercent(fraction: number): string {
   const pct = Math.abs(100 * fraction);
-  const text = pct >= 10 ? pct.toFixed(0) : pct >= 1 ? pct.toFixed(1) : String(Number(pct.toPrecision(2)));
+  const text =
+    pct >= 10 ? pct.toFixed(0) : pct >= 1 ? pct.toFixed(1) : String(Number(pct.toPrecision(2)));
   return `${fraction < 0 ? "-" : ""}${text} %`;
 }
 
 /** "largest effect: 0.01 % of the gap, at L1 @10". */
-export function effectText(found: { effect: number } | null, normalized: boolean, metricLabel: string, where: string): string {
+export function effectText(
+  found: { effect: number } | null,
+  normalized: boolean,
+  metricLabel: string,
+  where: string,
+): string {
   if (!found) return "largest effect: none yet (no patch has finished)";
-  const amount = normalized ? `${formatPercent(found.effect)} of the gap` : `${formatValue(found.effect, 3)} (${metricLabel})`;
+  const amount = normalized
+    ? `${formatPercent(found.effect)} of the gap`
+    : `${formatValue(found.effect, 3)} (${metricLabel})`;
   return `largest effect: ${amount}, at ${where}`;
 }
 
 /** Which colour means "this component matters" in a panel, in words. */
-export function mattersText(direction: Direction, normalized: boolean, drop: boolean, base: Baselines): string {
+export function mattersText(
+  direction: Direction,
+  normalized: boolean,
+  drop: boolean,
+  base: Baselines,
+): string {
   if (normalized) {
-    if (direction === "denoising") return "matters = red: restoring it brings the behaviour back (1 = all of it)";
+    if (direction === "denoising")
+      return "matters = red: restoring it brings the behaviour back (1 = all of it)";
     if (drop) return "matters = red: corrupting it drops the behaviour (1 = all of it)";
     return "matters = pale or blue: corrupting it drops the behaviour from 1 (red = no effect)";
   }

@@ -1,22 +1,29 @@
 // Per-model state (owned by `initialize`): requests with ids, replies, views, breadcrumb, circuit.
 import type { AnyModel } from "@anywidget/types";
-import { splitCircuit, splitView, toFloat32, type Bytes, type CircuitEntry, type Panel } from "./decode";
-import { splitEstimate, type EstimateSection } from "./estimate";
-import { gridLayout, type GridLayout } from "./layout";
-import type { DrillOption } from "./drill";
-import type { ScaleChoice, ScaleMode } from "./scale";
 import {
-  asReply,
-  componentKey,
+  type Bytes,
+  type CircuitEntry,
+  type Panel,
+  splitCircuit,
+  splitView,
+  toFloat32,
+} from "./decode";
+import type { DrillOption } from "./drill";
+import { type EstimateSection, splitEstimate } from "./estimate";
+import { type GridLayout, gridLayout } from "./layout";
+import {
   type AttentionMeta,
+  asReply,
   type CircuitMeta,
   type ComponentSpec,
+  componentKey,
   type Reply,
-  type ViewMeta,
   type ViewDirection,
+  type ViewMeta,
   type ViewRequest,
   type WidgetState,
 } from "./protocol";
+import type { ScaleChoice, ScaleMode } from "./scale";
 
 export interface ViewState {
   meta: ViewMeta;
@@ -39,7 +46,16 @@ export interface Problem {
   kind: string;
 }
 
-export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message" | "path" | "attention";
+export type Topic =
+  | "view"
+  | "progress"
+  | "circuit"
+  | "prompts"
+  | "settings"
+  | "status"
+  | "message"
+  | "path"
+  | "attention";
 type Listener = (topic: Topic) => void;
 
 const ENGINE_KINDS = new Set(["sweep", "circuit", "set_prompts"]);
@@ -157,9 +173,11 @@ export class Store {
   settingChanged(key: "site" | "direction" | "metric" | "normalized"): void {
     if (key === "site") {
       const root = this.crumbs[0]?.request;
-      if (!root || root.kind !== "sweep" || root.site !== this.get("site") || this.crumbs.length > 1) this.runView(this.topRequest(), false);
+      if (root?.kind !== "sweep" || root.site !== this.get("site") || this.crumbs.length > 1)
+        this.runView(this.topRequest(), false);
     } else if (key === "direction") {
-      if (this.current?.request.direction !== this.get("direction")) this.rerunIn(this.get("direction"));
+      if (this.current?.request.direction !== this.get("direction"))
+        this.rerunIn(this.get("direction"));
     } else if (key === "normalized") {
       this.scale = { mode: this.get("normalized") ? "gap" : "fit", locked: null };
     }
@@ -172,7 +190,17 @@ export class Store {
   /** A sweep of the chosen site over everything, in the chosen direction. */
   topRequest(): ViewRequest {
     const site = this.get("site");
-    return { kind: "sweep", site, direction: this.get("direction"), layers: null, heads: null, positions: null, neurons: null, label: site, method: this.method };
+    return {
+      kind: "sweep",
+      site,
+      direction: this.get("direction"),
+      layers: null,
+      heads: null,
+      positions: null,
+      neurons: null,
+      label: site,
+      method: this.method,
+    };
   }
 
   // ---- requests ------------------------------------------------------------------------------
@@ -204,7 +232,11 @@ export class Store {
       this.runView({ ...this.topRequest(), direction }, false);
       return;
     }
-    const crumbs = this.crumbs.map((c) => ({ ...c, request: { ...c.request, direction }, view: null }));
+    const crumbs = this.crumbs.map((c) => ({
+      ...c,
+      request: { ...c.request, direction },
+      view: null,
+    }));
     const last = crumbs[crumbs.length - 1];
     this.crumbs = crumbs.slice(0, -1);
     this.runView(last.request, true);
@@ -216,7 +248,11 @@ export class Store {
     const option = current?.options?.[index];
     if (!current || !option) return;
     this.crumbs = this.crumbs.slice(0, -1);
-    this.runView({ ...option.request, direction: current.request.direction }, true, current.options);
+    this.runView(
+      { ...option.request, direction: current.request.direction },
+      true,
+      current.options,
+    );
   }
 
   /** First display without a saved result: sweep the chosen site once, so there's a map to see. */
@@ -313,7 +349,11 @@ export class Store {
     try {
       this.apply(reply, buffers);
     } catch (err) {
-      this.fail({ message: `could not read the kernel's reply: ${String(err)}`, field: null, kind: reply.type });
+      this.fail({
+        message: `could not read the kernel's reply: ${String(err)}`,
+        field: null,
+        kind: reply.type,
+      });
     }
   }
 
@@ -332,9 +372,15 @@ export class Store {
         if (reply.id === this.activeViewId && reply.meta) {
           this.showView(reply.meta, buffers[0]);
           this.progress = { done: reply.meta.done, total: reply.meta.total, eta: null };
-          if (reply.status === "cancelled") this.note("Cancelled: the cells that finished are kept.");
+          if (reply.status === "cancelled")
+            this.note("Cancelled: the cells that finished are kept.");
           const { kind, layers, heads } = reply.meta.request;
-          if (kind === "head_parts" && layers && heads) this.send("attention", { layer: layers[0], head: heads[0] });
+          if (kind === "head_parts" && layers && heads)
+            this.send("attention", { layer: layers[0], head: heads[0] });
+          // Tell the kernel which result is on screen: in marimo this reruns the cells that read
+          // the widget (a change made by the kernel alone does not).
+          this.model.set("result_id", reply.id);
+          this.model.save_changes();
         }
         this.finish(reply.id);
         return;
@@ -362,7 +408,10 @@ export class Store {
       case "code":
         this.code = reply.code;
         copyText(reply.code).then(
-          (ok) => this.note(ok ? "Code copied to the clipboard." : "Copy the code below (clipboard unavailable)."),
+          (ok) =>
+            this.note(
+              ok ? "Code copied to the clipboard." : "Copy the code below (clipboard unavailable).",
+            ),
           () => this.note("Copy the code below (clipboard unavailable)."),
         );
         return;
@@ -400,7 +449,12 @@ export class Store {
 
   private showView(meta: ViewMeta, bytes: Bytes | undefined): void {
     if (!bytes) throw new Error("view reply without data");
-    const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta), estimate: splitEstimate(meta, bytes) };
+    const view: ViewState = {
+      meta,
+      panels: splitView(meta, bytes),
+      grid: gridLayout(meta),
+      estimate: splitEstimate(meta, bytes),
+    };
     const crumb = this.crumbs.find((c) => c.view?.meta.id === meta.id) ?? this.current;
     if (crumb) crumb.view = view;
     else this.crumbs = [{ label: meta.request.label || meta.site, request: meta.request, view }];
@@ -413,7 +467,12 @@ export class Store {
     const bytes = this.model.get("result_bytes");
     if (isFilled<ViewMeta>(meta) && bytes) {
       try {
-        const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta), estimate: splitEstimate(meta, bytes) };
+        const view: ViewState = {
+          meta,
+          panels: splitView(meta, bytes),
+          grid: gridLayout(meta),
+          estimate: splitEstimate(meta, bytes),
+        };
         this.crumbs = [{ label: meta.request.label || meta.site, request: meta.request, view }];
         this.activeViewId = meta.id;
         this.nextId = Math.max(this.nextId, meta.id + 1);
@@ -435,7 +494,9 @@ export class Store {
 }
 
 /** Traitlet dicts are {} until the kernel fills them. */
-function isFilled<T extends { id: number }>(value: T | Record<string, never> | null | undefined): value is T {
+function isFilled<T extends { id: number }>(
+  value: T | Record<string, never> | null | undefined,
+): value is T {
   return !!value && typeof (value as { id?: unknown }).id === "number";
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { colorbarTicks, divergingColor, formatValue, scaleMax, type RGB } from "../src/colors";
+import { colorbarTicks, divergingColor, formatValue, type RGB, scaleMax } from "../src/colors";
 
 const saturation = ([r, g, b]: RGB) => Math.max(r, g, b) - Math.min(r, g, b);
 
@@ -19,7 +19,9 @@ describe("diverging colour scale", () => {
     const steps = [0, 0.25, 0.5, 0.75, 1].map((t) => strength(divergingColor(2 * t, 2)));
     for (let i = 1; i < steps.length; i++) expect(steps[i]).toBeGreaterThan(steps[i - 1]);
     const neg = [0.25, 0.5, 0.75, 1].map((t) => strength(divergingColor(-2 * t, 2)));
-    neg.forEach((s, i) => expect(Math.abs(s - steps[i + 1]) / steps[i + 1]).toBeLessThan(0.2));
+    neg.forEach((s, i) => {
+      expect(Math.abs(s - steps[i + 1]) / steps[i + 1]).toBeLessThan(0.2);
+    });
     expect(divergingColor(7, 2)).toEqual(divergingColor(2, 2));
     expect(divergingColor(-7, 2)).toEqual(divergingColor(-2, 2));
     expect(divergingColor(1.9, 2)).not.toEqual(divergingColor(2, 2));

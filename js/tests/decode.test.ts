@@ -6,7 +6,16 @@ function meta(shape: number[], directions: ("denoising" | "noising")[], nPairs =
   return {
     id: 1,
     status: "done",
-    request: { kind: "sweep", site: "resid_pre", direction: "both", layers: null, heads: null, positions: null, neurons: null, label: "" },
+    request: {
+      kind: "sweep",
+      site: "resid_pre",
+      direction: "both",
+      layers: null,
+      heads: null,
+      positions: null,
+      neurons: null,
+      label: "",
+    },
     site: "resid_pre",
     kind: "sweep",
     directions,
@@ -27,7 +36,9 @@ describe("binary decoding", () => {
     const values = [1.5, -2, NaN, 3.25];
     const buf = new ArrayBuffer(4 * values.length + 1);
     const dv = new DataView(buf, 1);
-    values.forEach((v, i) => dv.setFloat32(4 * i, v, true));
+    values.forEach((v, i) => {
+      dv.setFloat32(4 * i, v, true);
+    });
     const out = toFloat32(dv);
     expect(out.length).toBe(4);
     expect(out[0]).toBe(1.5);

@@ -1,13 +1,30 @@
 import { describe, expect, it } from "vitest";
 import { splitView } from "../src/decode";
-import { disagreements, estimateFloats, exactCount, rankCorrelation, splitEstimate, sweepSize } from "../src/estimate";
+import {
+  disagreements,
+  estimateFloats,
+  exactCount,
+  rankCorrelation,
+  splitEstimate,
+  sweepSize,
+} from "../src/estimate";
 import type { ViewMeta } from "../src/protocol";
 
 function meta(method: "exact" | "attribution"): ViewMeta {
   return {
     id: 3,
     status: "running",
-    request: { kind: "sweep", site: "head", direction: "both", layers: null, heads: null, positions: null, neurons: null, label: "", method },
+    request: {
+      kind: "sweep",
+      site: "head",
+      direction: "both",
+      layers: null,
+      heads: null,
+      positions: null,
+      neurons: null,
+      label: "",
+      method,
+    },
     site: "head",
     kind: "sweep",
     directions: ["denoising", "noising"],
@@ -45,7 +62,9 @@ describe("fast estimate", () => {
 
   it("counts exact cells and orders disagreements largest first, exact cells only", () => {
     const flags = new Float32Array([1, 0, 1, 1]);
-    expect(exactCount([{ direction: "denoising", estimate: new Float32Array(), exact: flags }])).toEqual({ exact: 3, total: 4 });
+    expect(
+      exactCount([{ direction: "denoising", estimate: new Float32Array(), exact: flags }]),
+    ).toEqual({ exact: 3, total: 4 });
     const est = new Float64Array([1, 9, 3, 2]);
     const exact = new Float64Array([1.5, 0, 0, 2]);
     expect(disagreements(est, exact, flags, 2)).toEqual([2, 0]);

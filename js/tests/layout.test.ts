@@ -22,7 +22,14 @@ describe("grid layout", () => {
   });
 
   it("maps layer x pos and head-part views to components", () => {
-    const resid = gridLayout({ site: "resid_pre", axes: ["layer", "pos"], shape: [3, 2], labels: {}, coords: { layer: [0, 1, 2], pos: [5, 6] }, fixed: {} });
+    const resid = gridLayout({
+      site: "resid_pre",
+      axes: ["layer", "pos"],
+      shape: [3, 2],
+      labels: {},
+      coords: { layer: [0, 1, 2], pos: [5, 6] },
+      fixed: {},
+    });
     expect(resid.component(2, 1)).toEqual({ site: "resid_pre", layer: 2, pos: 6 });
     expect(resid.rowLabels).toEqual(["0", "1", "2"]);
     const parts = gridLayout({
@@ -39,7 +46,14 @@ describe("grid layout", () => {
   });
 
   it("names key/value heads of a k/v sweep as kv_head", () => {
-    const kv = gridLayout({ site: "head_v", axes: ["layer", "kv_head"], shape: [2, 2], labels: {}, coords: { layer: [0, 1], kv_head: [0, 1] }, fixed: {} });
+    const kv = gridLayout({
+      site: "head_v",
+      axes: ["layer", "kv_head"],
+      shape: [2, 2],
+      labels: {},
+      coords: { layer: [0, 1], kv_head: [0, 1] },
+      fixed: {},
+    });
     expect(kv.component(0, 1)).toEqual({ site: "head_v", layer: 0, kv_head: 1 });
   });
 
@@ -48,7 +62,11 @@ describe("grid layout", () => {
     const geom = gridGeometry(500, g);
     expect(geom.cw).toBeGreaterThan(0);
     expect(geom.ch).toBeGreaterThanOrEqual(2);
-    for (const [r, c] of [[0, 0], [5, 3], [2, 1]]) {
+    for (const [r, c] of [
+      [0, 0],
+      [5, 3],
+      [2, 1],
+    ]) {
       const x = geom.x0 + (c + 0.5) * geom.cw;
       const y = geom.y0 + (r + 0.5) * geom.ch;
       expect(cellAt(x, y, geom, g.nRows, g.nCols)).toEqual({ r, c });
@@ -57,18 +75,34 @@ describe("grid layout", () => {
   });
 
   it("keeps huge grids (neurons) within a readable canvas", () => {
-    const neurons = gridLayout({ site: "neuron", axes: ["layer", "neuron"], shape: [12, 3072], labels: {}, coords: {}, fixed: {} });
+    const neurons = gridLayout({
+      site: "neuron",
+      axes: ["layer", "neuron"],
+      shape: [12, 3072],
+      labels: {},
+      coords: {},
+      fixed: {},
+    });
     const geom = gridGeometry(800, neurons);
     expect(geom.width).toBeLessThanOrEqual(800 + 1);
     expect(geom.colLabelEvery).toBeGreaterThan(1);
-    expect(cellAt(geom.x0 + 3071.5 * geom.cw, geom.y0 + 0.5 * geom.ch, geom, 12, 3072)).toEqual({ r: 0, c: 3071 });
+    expect(cellAt(geom.x0 + 3071.5 * geom.cw, geom.y0 + 0.5 * geom.ch, geom, 12, 3072)).toEqual({
+      r: 0,
+      c: 3071,
+    });
   });
 
   it("keeps rotated column labels inside the canvas and the canvas inside its width", () => {
     const labels = ["10: Kate/Henry", "11: gave", "12: a", "13: flower", "14: to"];
     const five = { nRows: 3, nCols: 5, rowLabels: ["L0", "L1", "L2"], colLabels: labels };
-    for (const width of [300, 390, 640]) expect(gridGeometry(width, five).width).toBeLessThanOrEqual(width + 1);
-    const one = gridGeometry(640, { nRows: 4, nCols: 1, rowLabels: ["q", "k", "v", "pattern"], colLabels: ["10: Kate/Henry"] });
+    for (const width of [300, 390, 640])
+      expect(gridGeometry(width, five).width).toBeLessThanOrEqual(width + 1);
+    const one = gridGeometry(640, {
+      nRows: 4,
+      nCols: 1,
+      rowLabels: ["q", "k", "v", "pattern"],
+      colLabels: ["10: Kate/Henry"],
+    });
     expect(one.rotateColLabels).toBe(true);
     // a label of n characters leans about 3.3 px per character right of its column's centre
     expect(one.width - (one.x0 + one.cw / 2)).toBeGreaterThanOrEqual(14 * 3.3);

@@ -12,7 +12,6 @@ interface Case {
   expected: Record<string, (number | null)[]>;
 }
 
-
 const fixture = fixtureJson as { cases: Case[] };
 const f32 = (xs: (number | null)[]) => Float32Array.from(xs, (x) => (x === null ? NaN : x));
 
@@ -36,14 +35,23 @@ describe("metrics.ts mirrors patchwidget.metrics", () => {
     const corrupted = [0, 1, 5, 0, 0, 1, 0, 1, 5, 0, 0, 1]; // -1, -1 -> -1
     const cells = [1, 0, 5, 0, 0, 0, 0, 0, 5, 0, 0, 0]; // 1, 0 -> 0.5
     expect(baselines("logit_diff", clean, corrupted, 2)).toEqual({ clean: 3, corrupted: -1 });
-    expect(Array.from(computeCells("logit_diff", true, cells, clean, corrupted, 2))).toEqual([0.375]);
+    expect(Array.from(computeCells("logit_diff", true, cells, clean, corrupted, 2))).toEqual([
+      0.375,
+    ]);
   });
 
   for (const c of fixture.cases) {
     for (const metric of METRICS) {
       for (const norm of [false, true]) {
         it(`${c.name}: ${metric}${norm ? " normalised" : ""}`, () => {
-          const got = computeCells(metric, norm, f32(c.readouts), f32(c.clean), f32(c.corrupted), c.n_pairs);
+          const got = computeCells(
+            metric,
+            norm,
+            f32(c.readouts),
+            f32(c.clean),
+            f32(c.corrupted),
+            c.n_pairs,
+          );
           const want = c.expected[`${metric}${norm ? "_norm" : ""}`];
           expect(got.length).toBe(want.length);
           want.forEach((w, i) => {

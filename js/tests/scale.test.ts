@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { baseValue, beyondScale, displayValues, effectText, formatPercent, largestEffect, mattersText, scaleFor } from "../src/scale";
+import {
+  baseValue,
+  beyondScale,
+  displayValues,
+  effectText,
+  formatPercent,
+  largestEffect,
+  mattersText,
+  scaleFor,
+} from "../src/scale";
 
 describe("colour scale of a view", () => {
   const tiny = [new Float64Array([0.0001, -0.00005]), new Float64Array([0.00002, NaN])];
@@ -20,12 +29,25 @@ describe("colour scale of a view", () => {
 
   it("states the largest effect from the base run in words", () => {
     const noising = new Float64Array([1, 0.97, 0.2]);
-    const found = largestEffect(noising, baseValue("noising", true, false, { clean: 3, corrupted: 1 }));
+    const found = largestEffect(
+      noising,
+      baseValue("noising", true, false, { clean: 3, corrupted: 1 }),
+    );
     expect(found).toEqual({ index: 2, effect: expect.closeTo(0.8, 12) });
-    expect(effectText(largestEffect(tiny[0], 0), true, "logit difference", "L0 @1")).toBe("largest effect: 0.01 % of the gap, at L0 @1");
-    expect(effectText(largestEffect(new Float64Array([NaN]), 0), true, "x", "")).toMatch(/none yet/);
-    expect(effectText({ effect: 1.234 }, false, "logit difference", "L1")).toBe("largest effect: 1.23 (logit difference), at L1");
-    expect([formatPercent(0.5), formatPercent(0.034), formatPercent(-0.0001)]).toEqual(["50 %", "3.4 %", "-0.01 %"]);
+    expect(effectText(largestEffect(tiny[0], 0), true, "logit difference", "L0 @1")).toBe(
+      "largest effect: 0.01 % of the gap, at L0 @1",
+    );
+    expect(effectText(largestEffect(new Float64Array([NaN]), 0), true, "x", "")).toMatch(
+      /none yet/,
+    );
+    expect(effectText({ effect: 1.234 }, false, "logit difference", "L1")).toBe(
+      "largest effect: 1.23 (logit difference), at L1",
+    );
+    expect([formatPercent(0.5), formatPercent(0.034), formatPercent(-0.0001)]).toEqual([
+      "50 %",
+      "3.4 %",
+      "-0.01 %",
+    ]);
   });
 
   it("shows noising as the drop from clean only when asked, keeping the normalised values", () => {

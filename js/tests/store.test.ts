@@ -10,9 +10,23 @@ function fakeModel(overrides: Partial<WidgetState> = {}) {
   const state: Record<string, unknown> = {
     _model_key: Math.random().toString(36),
     info: {},
-    sites: [{ name: "resid_pre", reason: null, help: "" }, { name: "head_by_pos", reason: null, help: "" }, { name: "neuron", reason: "not here", help: "" }],
+    sites: [
+      { name: "resid_pre", reason: null, help: "" },
+      { name: "head_by_pos", reason: null, help: "" },
+      { name: "neuron", reason: "not here", help: "" },
+    ],
     directions: { denoising: null, noising: null },
-    prompts: { clean: ["a b"], corrupted: ["a c"], answers: [[" x", " y"]], clean_tokens: [["a", " b"]], corrupted_tokens: [["a", " c"]], diff_positions: [1], position_labels: ["0: a", "1: b"], answer_tokens: [[" x", " y"]], corruption: "counterfactual prompts" },
+    prompts: {
+      clean: ["a b"],
+      corrupted: ["a c"],
+      answers: [[" x", " y"]],
+      clean_tokens: [["a", " b"]],
+      corrupted_tokens: [["a", " c"]],
+      diff_positions: [1],
+      position_labels: ["0: a", "1: b"],
+      answer_tokens: [[" x", " y"]],
+      corruption: "counterfactual prompts",
+    },
     status: "idle",
     result_meta: {},
     result_bytes: null,
@@ -35,7 +49,7 @@ function fakeModel(overrides: Partial<WidgetState> = {}) {
     set: (k: string, v: unknown) => {
       const changed = state[k] !== v;
       state[k] = v;
-      if (changed) listeners.get(`change:${k}`)?.forEach((fn) => fn());
+      if (changed) for (const fn of listeners.get(`change:${k}`) ?? []) fn();
     },
     save_changes: () => {},
     send: (msg: Record<string, unknown>) => sent.push(msg),
@@ -44,14 +58,29 @@ function fakeModel(overrides: Partial<WidgetState> = {}) {
       listeners.get(name)!.add(fn);
     },
     off: (name: string, fn: Handler) => listeners.get(name)?.delete(fn),
-    emit: (name: string, ...args: unknown[]) => listeners.get(name)?.forEach((fn) => fn(...args)),
+    emit: (name: string, ...args: unknown[]) => {
+      for (const fn of listeners.get(name) ?? []) fn(...args);
+    },
     widget_manager: {} as never,
   };
 }
 
-const request: ViewRequest = { kind: "sweep", site: "resid_pre", direction: "denoising", layers: null, heads: null, positions: null, neurons: null, label: "resid_pre" };
+const request: ViewRequest = {
+  kind: "sweep",
+  site: "resid_pre",
+  direction: "denoising",
+  layers: null,
+  heads: null,
+  positions: null,
+  neurons: null,
+  label: "resid_pre",
+};
 
-function viewReply(id: number, values: number[], status = "done"): [Record<string, unknown>, DataView[]] {
+function viewReply(
+  id: number,
+  values: number[],
+  status = "done",
+): [Record<string, unknown>, DataView[]] {
   const nPairs = 1;
   const meta: ViewMeta = {
     id,
@@ -72,7 +101,9 @@ function viewReply(id: number, values: number[], status = "done"): [Record<strin
   };
   // logit_diff = value; clean baseline 1, corrupted 0
   const data = new Float32Array(values.length * 6 + 12);
-  values.forEach((v, i) => (data[i * 6] = v));
+  values.forEach((v, i) => {
+    data[i * 6] = v;
+  });
   data[values.length * 6] = 1;
   return [{ type: "result", id, meta, status }, [new DataView(data.buffer)]];
 }
@@ -99,7 +130,16 @@ describe("Store", () => {
     const store = new Store(model as never);
     store.setPrompts("a b", "a", " x| y");
     const id = model.sent[0].id as number;
-    store.handle({ type: "error", id, kind: "set_prompts", message: "token counts differ", field: "corrupted" }, []);
+    store.handle(
+      {
+        type: "error",
+        id,
+        kind: "set_prompts",
+        message: "token counts differ",
+        field: "corrupted",
+      },
+      [],
+    );
     expect(store.status).toBe("error");
     expect(store.promptError?.field).toBe("corrupted");
   });
@@ -136,13 +176,26 @@ describe("render", () => {
     const el = document.createElement("div");
     document.body.append(el);
     const cleanup = widget.render({ model: model as never, el });
-    for (const id of ["pw-root", "pw-site", "pw-direction", "pw-metric", "pw-normalized", "pw-run", "pw-cancel", "pw-progress", "pw-tokens-clean", "pw-copy-code"]) {
+    for (const id of [
+      "pw-root",
+      "pw-site",
+      "pw-direction",
+      "pw-metric",
+      "pw-normalized",
+      "pw-run",
+      "pw-cancel",
+      "pw-progress",
+      "pw-tokens-clean",
+      "pw-copy-code",
+    ]) {
       expect(el.querySelector(`[data-testid="${id}"]`), id).not.toBeNull();
     }
     expect(el.querySelector('[data-testid="pw-tokens-clean"] .pw-diff')?.textContent).toBe("␣b");
     expect(el.querySelector<HTMLOptionElement>('option[value="neuron"]')?.disabled).toBe(true);
     expect(model.sent.filter((m) => m.type === "sweep").length).toBe(1);
-    expect(el.querySelector('[data-testid="pw-root"]')?.getAttribute("data-status")).toBe("running");
+    expect(el.querySelector('[data-testid="pw-root"]')?.getAttribute("data-status")).toBe(
+      "running",
+    );
     model.emit("msg:custom", ...viewReply(model.sent[0].id as number, [0.25, 1.5]));
     await new Promise((r) => setTimeout(r, 40));
     const map = el.querySelector('[data-testid="pw-heatmap"]')!;
@@ -203,8 +256,13 @@ describe("Store: settings, notes and circuits", () => {
     store.toggleCircuit({ site: "resid_pre", layer: 0, pos: 1 });
     store.patchCircuit();
     const id = model.sent.at(-1)!.id as number;
-    const entries = ["circuit", "complement"].flatMap((which) => ["denoising", "noising"].map((direction) => ({ direction, which })));
-    store.handle({ type: "circuit_result", id, meta: { id, components: [], entries, n_pairs: 1 } }, [new DataView(new Float32Array(4 * 18).buffer)]);
+    const entries = ["circuit", "complement"].flatMap((which) =>
+      ["denoising", "noising"].map((direction) => ({ direction, which })),
+    );
+    store.handle(
+      { type: "circuit_result", id, meta: { id, components: [], entries, n_pairs: 1 } },
+      [new DataView(new Float32Array(4 * 18).buffer)],
+    );
     expect(store.circuitResult).not.toBeNull();
     expect(store.message).toBe("");
     store.toggleCircuit({ site: "resid_pre", layer: 0, pos: 0 });
@@ -221,7 +279,12 @@ describe("Store: settings, notes and circuits", () => {
     store.setScale("locked", 0.5);
     store.setDrop(true);
     store.saveView("export_csv");
-    expect(model.sent.at(-1)).toMatchObject({ type: "export_csv", scale: 0.5, drop: true, metric: "logit_diff" });
+    expect(model.sent.at(-1)).toMatchObject({
+      type: "export_csv",
+      scale: 0.5,
+      drop: true,
+      metric: "logit_diff",
+    });
   });
 });
 
@@ -229,14 +292,39 @@ describe("render: scale, legends, pairs and listeners", () => {
   const twoPairs = {
     clean: ["a b c", "a d c"],
     corrupted: ["a e c", "a d f"],
-    answers: [[" x", " y"], [" x", " y"]] as [string, string][],
-    clean_tokens: [["a", " b", " c"], ["a", " d", " c"]],
-    corrupted_tokens: [["a", " e", " c"], ["a", " d", " f"]],
+    answers: [
+      [" x", " y"],
+      [" x", " y"],
+    ] as [string, string][],
+    clean_tokens: [
+      ["a", " b", " c"],
+      ["a", " d", " c"],
+    ],
+    corrupted_tokens: [
+      ["a", " e", " c"],
+      ["a", " d", " f"],
+    ],
     diff_positions: [1, 2],
     position_labels: ["0: a", "1: b/e", "2: c"],
-    answer_tokens: [[" x", " y"], [" x", " zeb"]] as [string, string][],
+    answer_tokens: [
+      [" x", " y"],
+      [" x", " zeb"],
+    ] as [string, string][],
     corruption: "counterfactual prompts",
-    unknown: { clean: [[false, false, false], [false, true, false]], corrupted: [[false, false, false], [false, true, false]], answers: [[false, false], [false, true]] },
+    unknown: {
+      clean: [
+        [false, false, false],
+        [false, true, false],
+      ],
+      corrupted: [
+        [false, false, false],
+        [false, true, false],
+      ],
+      answers: [
+        [false, false],
+        [false, true],
+      ],
+    },
   };
 
   it("states the largest effect, the fixed gap scale and what matters; values in the DOM only for tests", async () => {
@@ -248,7 +336,9 @@ describe("render: scale, legends, pairs and listeners", () => {
     const cleanup = widget.render({ model: model as never, el });
     model.emit("msg:custom", ...viewReply(model.sent[0].id as number, [0.0001, -0.00005]));
     await new Promise((r) => setTimeout(r, 40));
-    expect(el.querySelector('[data-testid="pw-largest-effect"]')?.textContent).toBe("largest effect: 0.01 % of the gap, at residual stream entering L0 at position 0: a");
+    expect(el.querySelector('[data-testid="pw-largest-effect"]')?.textContent).toBe(
+      "largest effect: 0.01 % of the gap, at residual stream entering L0 at position 0: a",
+    );
     expect(el.querySelector('[data-testid="pw-colorbar"]')?.getAttribute("data-max")).toBe("1");
     expect(el.querySelector('[data-testid="pw-matters"]')?.textContent).toMatch(/^matters = red/);
     expect(el.querySelector('[data-testid="pw-heatmap"]')?.hasAttribute("data-values")).toBe(false);
@@ -256,7 +346,9 @@ describe("render: scale, legends, pairs and listeners", () => {
     scale.value = "fit";
     scale.dispatchEvent(new Event("change"));
     await new Promise((r) => setTimeout(r, 40));
-    expect(Number(el.querySelector('[data-testid="pw-colorbar"]')?.getAttribute("data-max"))).toBeCloseTo(0.0001, 8);
+    expect(
+      Number(el.querySelector('[data-testid="pw-colorbar"]')?.getAttribute("data-max")),
+    ).toBeCloseTo(0.0001, 8);
     cleanup();
   });
 
@@ -265,14 +357,19 @@ describe("render: scale, legends, pairs and listeners", () => {
     widget.initialize({ model: model as never });
     const el = document.createElement("div");
     const cleanup = widget.render({ model: model as never, el });
-    const diffs = () => Array.from(el.querySelectorAll('[data-testid="pw-tokens-clean"] .pw-diff')).map((x) => x.getAttribute("data-pos"));
+    const diffs = () =>
+      Array.from(el.querySelectorAll('[data-testid="pw-tokens-clean"] .pw-diff')).map((x) =>
+        x.getAttribute("data-pos"),
+      );
     expect(diffs()).toEqual(["1"]);
     expect(el.querySelector('[data-testid="pw-unknown-note"]')?.hasAttribute("hidden")).toBe(false);
     const pair = el.querySelector<HTMLSelectElement>('[data-testid="pw-pair"]')!;
     pair.value = "1";
     pair.dispatchEvent(new Event("change", { bubbles: true }));
     expect(diffs()).toEqual(["2"]);
-    expect(el.querySelector('[data-testid="pw-tokens-clean"] [data-unknown]')?.getAttribute("data-pos")).toBe("1");
+    expect(
+      el.querySelector('[data-testid="pw-tokens-clean"] [data-unknown]')?.getAttribute("data-pos"),
+    ).toBe("1");
     expect(el.querySelector(".pw-incorrect")?.getAttribute("data-unknown")).toBe("true");
     cleanup();
   });

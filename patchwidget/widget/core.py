@@ -19,6 +19,7 @@ from .messages import Limits
 from .modelline import model_line
 from .names import caller_name
 from .names import model_expr as loadable_model_expr
+from .snapshot import StaticView
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 
@@ -50,6 +51,8 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     metric = t.Unicode("logit_diff").tag(sync=True)
     normalized = t.Bool(True).tag(sync=True)
     circuit = t.List().tag(sync=True)
+    # Id of the sweep whose result the front end shows, set by it: marimo reruns cells on it.
+    result_id = t.Int(0).tag(sync=True)
 
     def __init__(self, experiment: Any, *, model_expr: str | None = None, **kwargs: Any) -> None:
         from ..experiment import Experiment
@@ -73,6 +76,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         self._jobs = JobQueue()
         self._history_lock = threading.Lock()
         self._views: dict[int, Any] = {}
+        self._static = StaticView()
         self._describe_experiment()
         if self.directions["denoising"]:
             self.direction = "noising"  # the only direction an ablation supports
@@ -90,6 +94,18 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     def wait(self, timeout: float | None = 60) -> bool:
         """Block until the running job (if any) has finished; False on timeout."""
         return self._jobs.wait(timeout)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The widget view, plus a PNG of the current map and a one-line summary for viewers
+        without a widget front end (GitHub, nbviewer, HTML exports, plain IPython)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle
+        static = self._static.bundle(
+            self.model_expr, len(self.prompts["clean"]), self.results, self.metric, self.normalized
+        )
+        return {**data, **static}, metadata
 
     # ---- state shown in the browser -------------------------------------------------------
 
