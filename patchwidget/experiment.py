@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,8 @@ from .corruptions import (
 from .engine import Engine, Key, rows_per_batch
 from .hookpoints import RESID_MID, HookPoints, Target
 from .models import load_model, model_device
+from .padding import by_rows, pad_id_of, pad_right
+from .positions import from_spans, resolve, strip_marks, unmark
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import READOUT_FIELDS, compute_readouts
 from .result import PatchResult
@@ -48,6 +50,10 @@ class Experiment:
 
     ``corrupted`` gives counterfactual prompts (preferred); otherwise ``corruption`` is a
     ``GaussianNoise`` (a corrupted run) or a zero / mean / resample ablation (noising only).
+
+    ``positions`` names token positions per pair, ``{"S2": [index or word per pair], "END": -1}``
+    (see ``patchwidget.positions``), or is ``"marked"`` for ``[NAME:word]`` marks in the
+    prompts. Named positions let pairs differ in length; sweeps then run over the names.
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class Experiment:
         corruption: Corruption | None = None,
         batch_size: int | None = None,
         memory_budget: int | None = None,
+        positions: Mapping[str, Any] | str | None = None,
     ) -> None:
         self.model = load_model(model)
         self._hf = self.model._module
@@ -77,7 +84,23 @@ class Experiment:
             )
         if answers is None:
             raise ValueError("answers are required: answers=[(' correct', ' incorrect')]")
-        self.prompts = build_prompt_set(self.tokenizer, clean_list, corrupted_list, answers)
+        spans = None
+        if positions == "marked":
+            clean_list, spans = unmark(clean_list)
+            if corrupted_list is not None:
+                corrupted_list = [strip_marks(p)[0] for p in corrupted_list]
+        elif isinstance(positions, str):
+            raise ValueError(f"positions must be a dict of names or 'marked', not {positions!r}")
+        self.prompts = build_prompt_set(
+            self.tokenizer, clean_list, corrupted_list, answers, positions is not None
+        )
+        self.named_positions: dict[str, tuple[int, ...]] = {}
+        if spans is not None:
+            self.named_positions = from_spans(self.tokenizer, clean_list, spans)
+        elif positions is not None:
+            ids = self.prompts.clean_ids
+            self.named_positions = resolve(self.tokenizer, clean_list, ids, positions)
+        self._check_ragged(corruption)
         self.corruption = corruption
         self.batch_size = batch_size
         self.memory_budget = memory_budget
@@ -85,9 +108,15 @@ class Experiment:
         self.engine = Engine(
             self.hooks, self.device, getattr(self.model, "_patchwidget_remote", False)
         )
-        self._clean_ids = torch.tensor(self.prompts.clean_ids)
+        pad = pad_id_of(self.tokenizer)
+        self._clean_ids = pad_right(self.prompts.clean_ids, pad)
         self._corrupted_ids = (
-            torch.tensor(self.prompts.corrupted_ids) if self.prompts.corrupted_ids else None
+            pad_right(self.prompts.corrupted_ids, pad) if self.prompts.corrupted_ids else None
+        )
+        lengths = self.prompts.lengths
+        self._last = None if len(set(lengths)) == 1 else torch.tensor(lengths) - 1
+        self._position_table = (
+            np.array(list(self.named_positions.values())) if self.named_positions else None
         )
         answer_ids = torch.tensor(self.prompts.answer_ids, device=self.device)
         self._correct, self._incorrect = answer_ids[:, 0], answer_ids[:, 1]
@@ -104,7 +133,13 @@ class Experiment:
 
     @property
     def length(self) -> int:
+        """Tokens of the longest prompt (of every prompt without named positions)."""
         return self.prompts.length
+
+    @property
+    def n_positions(self) -> int:
+        """Size of the position axis: the named positions, else the tokens."""
+        return len(self.named_positions) or self.length
 
     @property
     def info(self) -> dict[str, Any]:
@@ -134,7 +169,10 @@ class Experiment:
 
     @property
     def diff_positions(self) -> list[int]:
-        """Positions where a corrupted prompt differs from its clean prompt (or is noised)."""
+        """Positions where a corrupted prompt differs from its clean prompt (or is noised);
+        with named positions, the indices of the names where some pair differs."""
+        if self.named_positions:
+            return self._named_diffs()
         if isinstance(self.corruption, GaussianNoise):
             return list(self.corruption.positions or range(self.length))
         if self._corrupted_ids is None:
@@ -143,6 +181,8 @@ class Experiment:
 
     @property
     def position_labels(self) -> list[str]:
+        if self.named_positions:
+            return list(self.named_positions)
         clean = self.clean_tokens[0]
         corrupted = (self.corrupted_tokens or [clean])[0]
         return [
@@ -182,7 +222,7 @@ class Experiment:
         direction: str = "denoising",
         layers: Iterable[int] | None = None,
         heads: Iterable[int] | None = None,
-        positions: Iterable[int] | None = None,
+        positions: Iterable[int | str] | None = None,
         neurons: Iterable[int] | None = None,
         by_pos: bool = False,
         on_progress: Progress | None = None,
@@ -191,7 +231,8 @@ class Experiment:
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
         layers / heads / positions / neurons. For sites without a position axis, ``positions``
-        are the positions patched together (default: all)."""
+        are the positions patched together (default: all). With named positions, the position
+        axis is the names: ``positions=["S2", "END"]``."""
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True
@@ -200,7 +241,7 @@ class Experiment:
         every = {
             "layer": self._indices(layers, self.dims.n_layers, "layer"),
             "head": self._indices(heads, n_heads, "head"),
-            "pos": self._indices(positions, self.length, "position"),
+            "pos": self._positions(positions),
             "neuron": self._indices(neurons, self.dims.d_mlp, "neuron"),
         }
         coords = {a: every[a] for a in axes}
@@ -244,7 +285,7 @@ class Experiment:
     def circuit(self, components: Iterable[Component]) -> CircuitResult:
         """Patch a hypothesised circuit and its complement, in both directions."""
         components = list(components)
-        complement = complement_of(components, self.dims, self.length)
+        complement = complement_of(components, self.dims, self.n_positions)
         directions = self._directions()
         results = {
             (d, which): self.patch(parts, d, label=which)
@@ -296,6 +337,69 @@ class Experiment:
             raise ValueError(f"no {name}s selected: give at least one, or None for all")
         return tuple(out)
 
+    def _positions(self, values: Iterable[int | str] | None) -> tuple[int, ...]:
+        """Indices on the position axis; names are looked up when positions are named."""
+        names = list(self.named_positions)
+        if values is None or isinstance(values, (int, np.integer)):
+            return self._indices(values, self.n_positions, "position")
+        values = [values] if isinstance(values, str) else list(values)
+        out = []
+        for v in values:
+            if isinstance(v, str):
+                if v not in names:
+                    known = ", ".join(names) or "none: positions are token indices here"
+                    raise ValueError(f"unknown position name {v!r}; named positions: {known}")
+                v = names.index(v)
+            out.append(v)
+        return self._indices(out, self.n_positions, "position")
+
+    def _named_diffs(self) -> list[int]:
+        if self._corrupted_ids is None or self._position_table is None:
+            return []
+        pairs = np.arange(self.n_pairs)
+        return [
+            k
+            for k, row in enumerate(self._position_table)
+            if bool((self._clean_ids[pairs, row] != self._corrupted_ids[pairs, row]).any())
+        ]
+
+    def _check_ragged(self, corruption: Corruption | None) -> None:
+        if len(set(self.prompts.lengths)) > 1 and isinstance(
+            corruption, (MeanAblation, ResampleAblation)
+        ):
+            raise ValueError(
+                f"{type(corruption).__name__} patches in activations position by position, so it "
+                "needs prompts of one length; with prompts of several lengths give corrupted "
+                "prompts, pw.GaussianNoise() or pw.ZeroAblation()"
+            )
+
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        save: frozenset[Key] = frozenset(),
+        save_blocks: bool = False,
+        plan_for: Callable[[np.ndarray], Any] | None = None,
+    ) -> tuple[torch.Tensor, dict[Key, Any]]:
+        """A forward pass over every pair, split into batches of at most ``_rows()`` rows."""
+
+        def run(rows: torch.Tensor) -> tuple[torch.Tensor, dict[Key, Any]]:
+            return self.engine.forward(
+                ids[rows],
+                None if noise is None else noise[rows],
+                plan=None if plan_for is None else plan_for(rows.numpy()),
+                save=save,
+                save_blocks=save_blocks,
+                last=None if self._last is None else self._last[rows],
+            )
+
+        return by_rows(run, len(ids), self._rows())
+
+    def _rows(self) -> int:
+        return self.batch_size or rows_per_batch(
+            self.dims, self.length, self.device, self.dtype, self.memory_budget
+        )
+
     def _label(self, axis: str, value: int, site: str) -> str:
         if axis == "pos":
             return self.position_labels[value]
@@ -314,7 +418,7 @@ class Experiment:
         neuron = (
             None if c.neuron is None else self._indices([c.neuron], self.dims.d_mlp, "neuron")[0]
         )
-        pos = None if c.pos is None else self._indices([c.pos], self.length, "position")[0]
+        pos = None if c.pos is None else self._positions([c.pos])[0]
         return self._target(c.site, layer=layer, head=head, pos=pos, neuron=neuron)
 
     def _target(
@@ -358,17 +462,18 @@ class Experiment:
         return self._clean_ids, self.noise
 
     def _baselines(self) -> None:
-        clean_logits, _ = self.engine.forward(self._clean_ids)
+        clean_logits, _ = self._forward(self._clean_ids)
         if self._is_ablation:
             embed_target = [[Target("block_in", 0, 0, None)]]
-            rows = np.arange(self.n_pairs)
-            plan = self.engine.plan(
-                embed_target, rows, self._source_values("noising", {("block_in", 0)}), self.length
-            )
-            corrupted_logits, _ = self.engine.forward(self._clean_ids, plan=plan)
+            embed_source = self._source_values("noising", {("block_in", 0)})
+
+            def plan_for(rows: np.ndarray) -> Any:
+                return self.engine.plan(embed_target, rows, embed_source, self.length)
+
+            corrupted_logits, _ = self._forward(self._clean_ids, plan_for=plan_for)
         else:
             ids, noise = self._corrupted_input()
-            corrupted_logits, _ = self.engine.forward(ids, noise)
+            corrupted_logits, _ = self._forward(ids, noise)
         for name, logits in (("clean", clean_logits), ("corrupted", corrupted_logits)):
             if not torch.isfinite(logits).all():
                 raise FloatingPointError(
@@ -397,13 +502,13 @@ class Experiment:
 
     def _capture_sources(self, direction: str, keys: frozenset[Key]) -> dict[Key, torch.Tensor]:
         if direction == "denoising":
-            return self.engine.forward(self._clean_ids, save=keys)[1]
+            return self._forward(self._clean_ids, save=keys)[1]
         c = self.corruption
         if not self._is_ablation:
             ids, noise = self._corrupted_input()
-            return self.engine.forward(ids, noise, save=keys)[1]
+            return self._forward(ids, noise, save=keys)[1]
         if isinstance(c, ZeroAblation):
-            captured = self.engine.forward(self._clean_ids, save=keys)[1]
+            captured = self._forward(self._clean_ids, save=keys)[1]
             return {k: torch.zeros_like(v) for k, v in captured.items()}
         reference = list(c.reference) if c.reference else list(self.prompts.clean)
         ref_ids = tokenize(self.tokenizer, reference)
@@ -453,10 +558,10 @@ class Experiment:
             ids, noise = (
                 self._corrupted_input() if direction == "denoising" else (self._clean_ids, None)
             )
-            rows = self.batch_size or rows_per_batch(
-                self.dims, self.length, self.device, self.dtype, self.memory_budget
-            )
+            rows = self._rows()
             per_batch = max(1, rows // n_pairs)
+            # More pairs than a batch holds: each patch set runs on slices of the pairs.
+            pair_slices = np.array_split(np.arange(n_pairs), -(-n_pairs // rows))
             bar = (
                 _progress_bar(n_sets, site, direction) if progress and n_sets > per_batch else None
             )
@@ -467,14 +572,24 @@ class Experiment:
                 if _cancelled(cancel):
                     break
                 chunk = patch_sets[start:stop]
-                pairs = np.tile(np.arange(n_pairs), len(chunk))
-                plan = self.engine.plan(chunk, pairs, sources, self.length)
                 first = min(first_layer(targets) for targets in chunk)
-                skip = [rows_of(out, pairs) for out in self._base_blocks(direction)[:first]]
-                logits, _ = self.engine.forward(
-                    ids[pairs], None if noise is None else noise[pairs], plan, skip=skip
-                )
-                batch = self._readouts(logits, pairs).reshape(len(chunk), n_pairs, -1)
+                batch = np.empty((len(chunk), n_pairs, len(READOUT_FIELDS)), dtype=np.float32)
+                for some in pair_slices:
+                    pairs = np.tile(some, len(chunk))
+                    plan = self.engine.plan(
+                        chunk, pairs, sources, self.length, self._position_table
+                    )
+                    skip = [rows_of(out, pairs) for out in self._base_blocks(direction)[:first]]
+                    logits, _ = self.engine.forward(
+                        ids[pairs],
+                        None if noise is None else noise[pairs],
+                        plan,
+                        skip=skip,
+                        last=None if self._last is None else self._last[pairs],
+                    )
+                    batch[:, some] = self._readouts(logits, pairs).reshape(
+                        len(chunk), len(some), -1
+                    )
                 if not np.isfinite(batch).all():
                     bad = int(np.argwhere(~np.isfinite(batch))[0][0])
                     raise FloatingPointError(
@@ -500,7 +615,7 @@ class Experiment:
             ids, noise = (
                 self._corrupted_input() if direction == "denoising" else (self._clean_ids, None)
             )
-            saved = self.engine.forward(ids, noise, save_blocks=True)[1]
+            saved = self._forward(ids, noise, save_blocks=True)[1]
             self._block_outputs[direction] = [
                 saved[("block_raw", layer)] for layer in range(self.dims.n_layers)
             ]
@@ -518,6 +633,7 @@ class Experiment:
             "clean": list(self.prompts.clean),
             "corrupted": list(self.prompts.corrupted) if self.prompts.corrupted else None,
             "answers": [list(a) for a in self.prompts.answers],
+            "named_positions": {k: list(v) for k, v in self.named_positions.items()},
             "corruption": repr(self.corruption) if self.corruption else "counterfactual prompts",
             "versions": {
                 "patchwidget": __version__,
