@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from . import metrics, spread
 from .readouts import READOUT_FIELDS
 
 
@@ -89,6 +89,40 @@ class PatchResult:
             labels["pair"] = tuple(f"pair {i}" for i in range(self.n_pairs))
         return LabeledArray(data, axes, coords, labels)
 
+    def stderr(self, metric: str = "logit_diff", normalized: bool = False) -> LabeledArray:
+        """Standard error over pairs of every patch's mean (what ``values`` shows); normalised
+        values divide by the baselines' difference, taken as fixed."""
+        per_pair = np.asarray(self.values(metric, per_pair=True))
+        if normalized:
+            clean, corrupted = self._baseline_values(metric)
+            data = spread.normalized_standard_error(per_pair, clean, corrupted)
+        else:
+            data = spread.standard_error(per_pair)
+        return LabeledArray(data, self.axes, dict(self.coords), dict(self.labels))
+
+    def ci(
+        self,
+        metric: str = "logit_diff",
+        normalized: bool = False,
+        level: float = 0.95,
+        n_resamples: int = 2000,
+        seed: int = 0,
+    ) -> tuple[LabeledArray, LabeledArray]:
+        """(low, high): a seeded percentile-bootstrap interval over pairs of every patch's mean;
+        normalised intervals resample the baselines with the pairs."""
+        per_pair = np.asarray(self.values(metric, per_pair=True))
+        baselines = self._baseline_values(metric) if normalized else (None, None)
+        low, high = spread.bootstrap_interval(per_pair, *baselines, level, n_resamples, seed)
+        return tuple(  # type: ignore[return-value]
+            LabeledArray(x, self.axes, dict(self.coords), dict(self.labels)) for x in (low, high)
+        )
+
+    def _baseline_values(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            metrics.per_pair(metric, self.clean_readouts),
+            metrics.per_pair(metric, self.corrupted_readouts),
+        )
+
     def baselines(self, metric: str = "logit_diff") -> dict[str, float]:
         """Unpatched clean and corrupted values of a metric, averaged over pairs."""
         return metrics.baselines(metric, self.clean_readouts, self.corrupted_readouts)
@@ -99,7 +133,10 @@ class PatchResult:
         return abs(b["clean"] - b["corrupted"]) >= metrics.NORMALIZATION_EPS
 
     def to_pandas(self, per_pair: bool = False) -> Any:
-        """Long format: a row per patch (per pair), a column per metric, raw and normalised."""
+        """Long format: a row per patch (per pair), a column per metric, raw and normalised.
+
+        Per pair, ``pos_<NAME>`` columns give each named position's token index in that pair.
+        """
         import pandas as pd
 
         columns: dict[str, Any] = {}
@@ -117,6 +154,9 @@ class PatchResult:
             for normalized in (False, True):
                 values = np.asarray(self.values(name, normalized, per_pair)).reshape(-1)
                 columns[f"{name}_normalized" if normalized else name] = values
+        if per_pair:
+            for name, where in self.metadata.get("named_positions", {}).items():
+                columns[f"pos_{name}"] = np.asarray(where)[columns["pair"]]
         return pd.DataFrame(columns)
 
     def plot(
