@@ -126,6 +126,14 @@ class Experiment:
         self._lock = threading.Lock()
         self._baselines()
 
+    @classmethod
+    def from_dataset(cls, model: Any, dataset: Any, **kwargs: Any) -> Experiment:
+        """An experiment on a table of pairs (DataFrame, ``.csv``/``.json`` path, dict of
+        columns or list of rows; see ``patchwidget.datasets``)."""
+        from .datasets import load_dataset
+
+        return cls(model, **load_dataset(dataset), **kwargs)
+
     # ------------------------------------------------------------------ description
     @property
     def n_pairs(self) -> int:
