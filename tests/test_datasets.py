@@ -94,12 +94,8 @@ def test_a_thousand_pairs_run_in_batches_capped_by_rows() -> None:
     """1,002 pairs (three pairs of different lengths repeated) give the three pairs' readouts,
     and no forward pass holds more rows than the batch size."""
     frame = pd.DataFrame({k: v[:2] for k, v in ROWS.items()})
-    frame.loc[2] = ["w9 w8 w7 w66 w5 w4 w3 w2 w1 w0", "w9 w8 w7 w67 w5 w4 w3 w2 w1 w0"] + [
-        " w3",
-        " w4",
-        "w66",
-        -1,
-    ]
+    clean, corrupted = "w9 w8 w7 w66 w5 w4 w3 w2 w1 w0", "w9 w8 w7 w67 w5 w4 w3 w2 w1 w0"
+    frame.loc[2] = [clean, corrupted, " w3", " w4", "w66", -1]
     small = pw.Experiment.from_dataset(engine_model("gpt2"), frame, batch_size=16)
     big = pw.Experiment.from_dataset(
         engine_model("gpt2"), pd.concat([frame] * 334, ignore_index=True), batch_size=16
