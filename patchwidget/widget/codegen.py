@@ -19,6 +19,7 @@ class ExperimentSource:
     corrupted: tuple[str, ...]
     answers: tuple[tuple[str, str], ...]
     corruption_expr: str | None = None
+    positions: dict[str, list[int]] | None = None
 
 
 def view_code(
@@ -64,6 +65,8 @@ def _experiment_lines(source: ExperimentSource) -> list[str]:
     args.append(f"answers={[tuple(a) for a in source.answers]!r}")
     if source.corruption_expr:
         args.append(f"corruption={source.corruption_expr}")
+    if source.positions:
+        args.append(f"positions={source.positions!r}")
     lines.append("exp = pw.Experiment(")
     lines += [f"    {a}," for a in args]
     lines += [")", ""]
