@@ -3,8 +3,9 @@ import { colorbarTicks, cssColor, divergingColor, formatValue, scaleMax } from "
 import { describeComponent, drillRequest } from "./drill";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
-import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
+import { baselines, computeCells, meanOverPairs, perPair, type Baselines } from "./metrics";
 import { guidanceNotes, isOutsideUnit } from "./notes";
+import { cellStderr, includesZero, pairCells, stderrCells } from "./spread";
 import { N_FIELDS, type ComponentSpec, type Direction } from "./protocol";
 import type { Store, ViewState } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
@@ -15,7 +16,11 @@ interface PanelDom {
   holder: HTMLElement;
   canvas: HTMLCanvasElement;
   caption: HTMLElement;
+  /** What the cells show: the mean over pairs, or the selected pair's values. */
   values: Float64Array;
+  /** Mean over pairs and its standard error, per cell (in the displayed units). */
+  mean: Float64Array;
+  se: Float64Array;
   base: Baselines;
   geom: Geometry | null;
   focus: { r: number; c: number } | null;
@@ -90,8 +95,12 @@ export class HeatmapArea {
     this.syncPanels(view);
     for (const p of this.panels) {
       const data = view.panels.find((x) => x.direction === p.direction)!;
-      p.values = computeCells(metric, normalized, data.readouts, data.clean, data.corrupted, view.meta.n_pairs);
-      p.base = baselines(metric, data.clean, data.corrupted, view.meta.n_pairs);
+      const n = view.meta.n_pairs;
+      const pair = this.shownPair(n);
+      p.mean = computeCells(metric, normalized, data.readouts, data.clean, data.corrupted, n);
+      p.se = stderrCells(metric, normalized, data.readouts, data.clean, data.corrupted, n);
+      p.values = pair === null ? p.mean : pairCells(metric, normalized, data.readouts, data.clean, data.corrupted, n, pair);
+      p.base = baselines(metric, data.clean, data.corrupted, n);
     }
     this.max = scaleMax(this.panels.map((p) => p.values));
     const width = this.panelsEl.clientWidth || 640;
@@ -99,6 +108,17 @@ export class HeatmapArea {
     for (const p of this.panels) this.draw(p, view, each);
     this.drawColorbar(normalized);
     this.renderNotes(this.panels.map((p) => p.values), this.panels.map((p) => p.base));
+  }
+
+  /** The selected pair when it exists in this view, else null (the mean of all pairs). */
+  private shownPair(nPairs: number): number | null {
+    const pair = this.store.pair;
+    return pair !== null && pair < nPairs ? pair : null;
+  }
+
+  /** Whether cell `i` is dimmed: its interval over pairs includes 0 (mean view only). */
+  private dimmed(p: PanelDom, i: number, nPairs: number): boolean {
+    return this.store.dim && this.shownPair(nPairs) === null && includesZero(p.mean[i], p.se[i]);
   }
 
   private syncPanels(view: ViewState): void {
@@ -125,7 +145,8 @@ export class HeatmapArea {
       holder,
       caption,
     );
-    const p: PanelDom = { direction, root, holder, canvas, caption, values: new Float64Array(), base: { clean: NaN, corrupted: NaN }, geom: null, focus: null };
+    const empty = new Float64Array();
+    const p: PanelDom = { direction, root, holder, canvas, caption, values: empty, mean: empty, se: empty, base: { clean: NaN, corrupted: NaN }, geom: null, focus: null };
     const cellOf = (e: MouseEvent) => {
       const rect = canvas.getBoundingClientRect();
       const view = this.store.current?.view;
@@ -202,6 +223,11 @@ export class HeatmapArea {
     p.holder.dataset.rows = String(grid.nRows);
     p.holder.dataset.cols = String(grid.nCols);
     p.holder.dataset.values = JSON.stringify(rows);
+    const pair = this.shownPair(view.meta.n_pairs);
+    p.holder.dataset.pair = pair === null ? "mean" : String(pair);
+    const dimmed: number[] = [];
+    for (let i = 0; i < p.values.length; i++) if (this.dimmed(p, i, view.meta.n_pairs)) dimmed.push(i);
+    p.holder.dataset.dimmed = JSON.stringify(dimmed);
     p.holder.dataset.grid = JSON.stringify({ x0: g.x0, y0: g.y0, cw: g.cw, ch: g.ch });
     p.caption.textContent = `baselines (${METRIC_LABELS[this.store.get("metric")]}): clean ${formatValue(p.base.clean)}, corrupted ${formatValue(p.base.corrupted)}`;
     const canvas = p.canvas;
@@ -215,15 +241,17 @@ export class HeatmapArea {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, g.width, g.height);
     const dark = isDark(this.el);
-    this.paintCells(ctx, p, grid.nRows, grid.nCols, g, dark);
+    this.paintCells(ctx, p, grid.nRows, grid.nCols, g, dark, new Set(dimmed));
     this.paintLabels(ctx, view, g);
     this.paintMarks(ctx, p, view, g);
   }
 
-  private paintCells(ctx: CanvasRenderingContext2D, p: PanelDom, nRows: number, nCols: number, g: Geometry, dark: boolean): void {
+  private paintCells(ctx: CanvasRenderingContext2D, p: PanelDom, nRows: number, nCols: number, g: Geometry, dark: boolean, dimmed: Set<number>): void {
     const image = ctx.createImageData(nCols, nRows);
+    const background = dark ? 48 : 255;
     for (let i = 0; i < nRows * nCols; i++) {
-      const [r, gr, b] = divergingColor(p.values[i], this.max, dark);
+      let [r, gr, b] = divergingColor(p.values[i], this.max, dark);
+      if (dimmed.has(i)) [r, gr, b] = [r, gr, b].map((x) => Math.round(x + (background - x) * 0.75));
       image.data[4 * i] = r;
       image.data[4 * i + 1] = gr;
       image.data[4 * i + 2] = b;
@@ -350,14 +378,27 @@ export class HeatmapArea {
     const normalized = this.store.get("normalized");
     const data = view.panels.find((x) => x.direction === p.direction)!;
     const i = r * view.grid.nCols + c;
-    const raw = meanOverPairs(metric, data.readouts, i * view.meta.n_pairs * N_FIELDS, view.meta.n_pairs);
-    const v = p.values[i];
+    const n = view.meta.n_pairs;
+    const offset = i * n * N_FIELDS;
+    const raw = meanOverPairs(metric, data.readouts, offset, n);
+    const v = p.mean[i];
+    const spread = (se: number) => (Number.isNaN(se) ? "" : ` ± ${se.toPrecision(3)}`);
+    const pairs = `${n} pair${n === 1 ? "" : "s"}${n > 1 ? ", ± standard error" : ""}`;
     const lines = [
       describeComponent(comp, this.store.get("prompts")?.position_labels ?? []),
-      Number.isNaN(raw) ? "not run yet" : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
+      Number.isNaN(raw)
+        ? "not run yet"
+        : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${spread(cellStderr(metric, data.readouts, offset, n))}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}${spread(p.se[i])}` : ""} (mean of ${pairs})`,
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
+    const pair = this.shownPair(n);
+    if (pair !== null && !Number.isNaN(raw)) {
+      const own = perPair(metric, data.readouts, offset + pair * N_FIELDS);
+      lines.splice(2, 0, `pair ${pair}: ${own.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(p.values[i]) ? "n/a" : p.values[i].toPrecision(6)}` : ""}`);
+    } else if (includesZero(v, p.se[i])) {
+      lines.splice(2, 0, "its 95% interval over pairs includes 0: no consistent effect");
+    }
     if (normalized && isOutsideUnit(v)) lines.splice(2, 0, v < 0 ? "below 0: pushes towards the corrupted behaviour" : "above 1: overshoots the clean behaviour");
     this.tooltip.replaceChildren(...lines.map((text, k) => h(k === 0 ? "strong" : "div", { text })));
     this.tooltip.hidden = false;

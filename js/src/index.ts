@@ -5,6 +5,7 @@ import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
 import { HeatmapArea } from "./heatmap";
+import { PairControls } from "./pairs";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -51,6 +52,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const controls = new Controls(store, d);
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
+  const pairs = new PairControls(store, d);
   const circuit = new CircuitPanel(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
@@ -61,6 +63,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
     controls.el,
     prompts.el,
+    pairs.el,
     error,
     crumbs,
     heatmap.el,
@@ -122,7 +125,13 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
         break;
       case "prompts":
         prompts.update();
+        pairs.update();
         renderStatus();
+        break;
+      case "pair":
+        prompts.update();
+        pairs.update();
+        heatmap.schedule();
         break;
       case "status":
         renderStatus();

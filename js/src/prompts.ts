@@ -8,15 +8,16 @@ export function showToken(token: string): string {
   return token.replace(/^ /, "␣").replace(/\n/g, "⏎");
 }
 
-function chips(tokens: string[], diffs: Set<number>, testid: string): HTMLElement {
+function chips(tokens: string[], diffs: Set<number>, names: Map<number, string>, testid: string): HTMLElement {
   return h(
     "div",
     { class: "pw-tokens", "data-testid": testid },
     ...tokens.map((t, i) =>
       h("span", {
-        class: diffs.has(i) ? "pw-token pw-diff" : "pw-token",
+        class: `pw-token${diffs.has(i) ? " pw-diff" : ""}${names.has(i) ? " pw-named" : ""}`,
         "data-pos": i,
-        title: `position ${i}${diffs.has(i) ? " · differs between clean and corrupted" : ""}`,
+        "data-name": names.get(i),
+        title: `position ${i}${names.has(i) ? ` (${names.get(i)})` : ""}${diffs.has(i) ? " · differs between clean and corrupted" : ""}`,
         text: showToken(t),
       }),
     ),
@@ -32,6 +33,7 @@ export class PromptsPanel {
   private problem: HTMLElement;
   private editor: HTMLDetailsElement;
   private shownPrompts: PromptState | null = null;
+  private shownPair: number | null = null;
 
   constructor(
     private store: Store,
@@ -61,11 +63,13 @@ export class PromptsPanel {
 
   update(): void {
     const p = this.store.get("prompts");
-    if (p && p !== this.shownPrompts) {
+    if (p && (p !== this.shownPrompts || this.store.pair !== this.shownPair)) {
+      const fresh = p !== this.shownPrompts;
       this.shownPrompts = p;
+      this.shownPair = this.store.pair;
       this.renderTokens(p);
       // Fill the editor from the kernel only when the user isn't in the middle of a change.
-      if (!this.store.promptError) {
+      if (fresh && !this.store.promptError) {
         this.clean.value = p.clean.join("\n");
         this.corrupted.value = p.corrupted.join("\n");
         this.answers.value = p.answers.map(([a, b]) => `${a}|${b}`).join("\n");
@@ -81,12 +85,18 @@ export class PromptsPanel {
   }
 
   private renderTokens(p: PromptState): void {
-    const diffs = new Set(p.diff_positions);
-    const [correct, incorrect] = p.answer_tokens[0] ?? ["", ""];
-    const more = p.clean_tokens.length > 1 ? ` (pair 1 of ${p.clean_tokens.length})` : "";
+    const k = this.store.pair ?? 0;
+    const clean = p.clean_tokens[k] ?? [];
+    const corrupted = p.corrupted_tokens[k] ?? [];
+    // Named positions: diff_positions index the names, so mark tokens by comparing the pair.
+    const named = Object.entries(p.named_positions ?? {});
+    const names = new Map(named.map(([name, where]) => [where[k], name] as [number, string]));
+    const diffs = named.length ? new Set(clean.flatMap((t, i) => (t !== corrupted[i] ? [i] : []))) : new Set(p.diff_positions);
+    const [correct, incorrect] = p.answer_tokens[k] ?? ["", ""];
+    const more = p.clean_tokens.length > 1 ? ` (pair ${k} of ${p.clean_tokens.length})` : "";
     this.tokens.replaceChildren(
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: `clean${more}` }), chips(p.clean_tokens[0] ?? [], diffs, "pw-tokens-clean")),
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: "corrupted" }), chips(p.corrupted_tokens[0] ?? [], diffs, "pw-tokens-corrupted")),
+      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: `clean${more}` }), chips(clean, diffs, names, "pw-tokens-clean")),
+      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: "corrupted" }), chips(corrupted, diffs, names, "pw-tokens-corrupted")),
       h(
         "div",
         { class: "pw-token-row" },

@@ -74,6 +74,8 @@ export interface PromptState {
   corrupted_tokens: string[][];
   diff_positions: number[];
   position_labels: string[];
+  /** Each named position's token index per pair ({} when positions are token indices). */
+  named_positions?: Record<string, number[]>;
   answer_tokens: [string, string][];
   corruption: string;
 }

@@ -32,7 +32,7 @@ export interface Problem {
   kind: string;
 }
 
-export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message";
+export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message" | "pair";
 type Listener = (topic: Topic) => void;
 
 const ENGINE_KINDS = new Set(["sweep", "circuit", "set_prompts"]);
@@ -49,6 +49,10 @@ export class Store {
   circuitResult: { meta: CircuitMeta; entries: CircuitEntry[] } | null = null;
   message = "";
   code: string | null = null;
+  /** The pair whose map and tokens are shown; null shows the mean of all pairs. */
+  pair: number | null = null;
+  /** Dim cells whose 95% interval (mean ± 1.96 standard errors over pairs) includes 0. */
+  dim = false;
   private nextId = 1;
   private latestCircuitId: number | null = null;
   private autoRan = false;
@@ -88,6 +92,17 @@ export class Store {
     this.model.set(key, value);
     this.model.save_changes();
     this.emit("settings");
+  }
+
+  showPair(pair: number | null): void {
+    const n = this.get("prompts")?.clean?.length ?? 0;
+    this.pair = pair !== null && pair >= 0 && pair < n ? pair : null;
+    this.emit("pair");
+  }
+
+  setDim(dim: boolean): void {
+    this.dim = dim;
+    this.emit("pair");
   }
 
   inCircuit(c: ComponentSpec): boolean {
@@ -248,6 +263,7 @@ export class Store {
         this.finish(reply.id);
         return;
       case "prompts_set":
+        this.pair = null;
         this.crumbs = [];
         this.activeViewId = null;
         this.circuitResult = null;
@@ -256,6 +272,7 @@ export class Store {
         this.emit("view");
         this.emit("circuit");
         this.emit("prompts");
+        this.emit("pair");
         return;
       case "code":
         this.code = reply.code;
