@@ -7,16 +7,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .metrics import METRICS
+from .spread import Z95
 
 if TYPE_CHECKING:
     from .result import PatchResult
 
 
 def heatmap_grid(
-    result: PatchResult, metric: str, normalized: bool
+    result: PatchResult, metric: str, normalized: bool, pair: int | None = None
 ) -> tuple[np.ndarray, list[str], list[str]]:
-    """The values as a 2-D grid with row and column labels (layer x head rows when 3-D)."""
-    values = np.asarray(result.values(metric, normalized))
+    """The values (of one pair, or the mean) as a 2-D grid with row and column labels
+    (layer x head rows when 3-D)."""
+    if pair is None:
+        values = np.asarray(result.values(metric, normalized))
+    elif not 0 <= pair < result.n_pairs:
+        raise ValueError(f"pair {pair} is out of range: this result has {result.n_pairs} pairs")
+    else:
+        values = np.asarray(result.values(metric, normalized, per_pair=True))[..., pair]
     axes, labels = result.axes, result.labels
     if len(axes) == 1:
         return values[None, :], [""], list(labels[axes[0]])
@@ -26,14 +33,28 @@ def heatmap_grid(
     return values.reshape(len(rows), -1), rows, list(labels[axes[2]])
 
 
+def includes_zero(result: PatchResult, metric: str, normalized: bool) -> np.ndarray:
+    """Cells whose mean ± 1.96 standard errors over pairs includes 0 (the widget's rule)."""
+    mean = np.asarray(result.values(metric, normalized))
+    se = np.asarray(result.stderr(metric, normalized))
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(mean) & np.isfinite(se) & (np.abs(mean) <= Z95 * se)
+
+
 def plot_result(
-    result: PatchResult, metric: str, normalized: bool, ax: Any = None, title: str = ""
+    result: PatchResult,
+    metric: str,
+    normalized: bool,
+    ax: Any = None,
+    title: str = "",
+    dim: bool = False,
+    pair: int | None = None,
 ) -> Any:
     """Draw ``result`` on ``ax`` (a new figure when None) and return the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 
-    grid, rows, cols = heatmap_grid(result, metric, normalized)
+    grid, rows, cols = heatmap_grid(result, metric, normalized, pair)
     finite = np.abs(grid[np.isfinite(grid)])
     vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     if ax is None:
@@ -47,6 +68,11 @@ def plot_result(
         aspect="auto",
         interpolation="nearest",
     )
+    if dim and pair is None:
+        pale = includes_zero(result, metric, normalized).reshape(grid.shape)
+        veil = np.zeros((*grid.shape, 4))
+        veil[pale] = (1.0, 1.0, 1.0, 0.75)
+        ax.imshow(veil, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xlabel(result.axes[-1])
@@ -54,7 +80,11 @@ def plot_result(
     label = f"{metric}, normalised" if normalized else metric
     ax.figure.colorbar(image, ax=ax, label=label, shrink=0.8)
     scale = "\n1 = clean behaviour, 0 = corrupted" if normalized else ""
+    which = f" (pair {pair})" if pair is not None else ""
+    if dim and pair is None:
+        scale += "\npale: 95% interval over pairs includes 0"
     ax.set_title(
-        title or f"{result.site}, {result.direction}: {METRICS[metric]}{scale}", fontsize=10
+        title or f"{result.site}, {result.direction}{which}: {METRICS[metric]}{scale}",
+        fontsize=10,
     )
     return ax.figure

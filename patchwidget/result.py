@@ -171,7 +171,13 @@ class PatchResult:
         return pd.DataFrame(columns)
 
     def plot(
-        self, metric: str = "logit_diff", normalized: bool = True, ax: Any = None, title: str = ""
+        self,
+        metric: str = "logit_diff",
+        normalized: bool = True,
+        ax: Any = None,
+        title: str = "",
+        dim: bool = False,
+        pair: int | None = None,
     ) -> Any:
         """A matplotlib heatmap (diverging, centred on 0, never clipped); returns the figure.
 
@@ -180,10 +186,13 @@ class PatchResult:
             normalized: plot normalised values (see :meth:`values`).
             ax: a matplotlib axes to draw into (default: a new figure).
             title: the plot's title (default: site, direction and metric).
+            dim: pale the cells whose 95% interval over pairs (mean ± 1.96 standard errors, as
+                in the widget) includes 0.
+            pair: plot one pair's values (normalised by its own baselines) instead of the mean.
         """
         from .plotting import plot_result
 
-        return plot_result(self, metric, normalized, ax=ax, title=title)
+        return plot_result(self, metric, normalized, ax=ax, title=title, dim=dim, pair=pair)
 
     def save(self, path: str | Path) -> Path:
         """Write to the ``.npz`` file ``path`` (returned); load with ``PatchResult.load``."""

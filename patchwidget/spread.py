@@ -12,6 +12,8 @@ import numpy as np
 
 from . import metrics
 
+Z95 = 1.959963984540054  # two-sided 95% normal quantile (the widget's dimming rule)
+
 
 def standard_error(values: np.ndarray) -> np.ndarray:
     """Standard error of the mean over the last axis (sample std / sqrt(n)); NaN for n < 2."""

@@ -98,3 +98,24 @@ def test_per_pair_table_carries_pair_and_named_positions() -> None:
     assert row.pos_S2 == 17 and row.pos_END == 14
     assert row.logit_diff == pytest.approx(_logit_diffs(res.readouts)[2, 2, 7], rel=1e-6)
     assert "pos_S2" not in res.to_pandas().columns
+
+
+def test_plot_dims_cells_whose_interval_includes_zero_and_shows_one_pair() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from patchwidget.plotting import heatmap_grid, includes_zero
+
+    res = _result()
+    mean, se = np.asarray(res.values()), np.asarray(res.stderr())
+    pale = includes_zero(res, "logit_diff", False)
+    np.testing.assert_array_equal(pale, np.abs(mean) <= 1.959963984540054 * se)
+    assert pale.any() and not pale.all()  # the effect grows along pos: some cells are clear
+    fig = res.plot("logit_diff", normalized=False, dim=True)
+    veil = fig.axes[0].images[1].get_array()
+    np.testing.assert_array_equal(veil[..., 3] > 0, pale)
+    grid, _, _ = heatmap_grid(res, "logit_diff", False, pair=7)
+    np.testing.assert_allclose(grid, _logit_diffs(res.readouts)[..., 7], rtol=1e-6)
+    assert "(pair 7)" in res.plot(pair=7).axes[0].get_title()
+    with pytest.raises(ValueError, match="pair 40 is out of range"):
+        res.plot(pair=40)
