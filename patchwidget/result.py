@@ -97,8 +97,9 @@ class PatchResult:
         return LabeledArray(data, axes, coords, labels)
 
     def stderr(self, metric: str = "logit_diff", normalized: bool = False) -> LabeledArray:
-        """Standard error over pairs of every patch's mean (what ``values`` shows); normalised
-        values divide by the baselines' difference, taken as fixed."""
+        """Standard error over pairs of every patch's mean (what ``values`` shows). Normalised:
+        the standard error of the pairs' effects (patched minus their own corrupted value) over
+        the baselines' difference, so the spread of the baselines themselves does not count."""
         per_pair = np.asarray(self.values(metric, per_pair=True))
         if normalized:
             clean, corrupted = self._baseline_values(metric)

@@ -1,8 +1,9 @@
 """How much a patching effect varies between prompt pairs: standard errors and bootstrap intervals.
 
 Values are per pair with the pair axis last. A normalised mean is
-``(mean(v) - mean(corrupted)) / (mean(clean) - mean(corrupted))``; its standard error treats the
-two baseline means as fixed, and its bootstrap resamples values and baselines together.
+``(mean(v) - mean(corrupted)) / (mean(clean) - mean(corrupted))``. Its standard error is that of
+the pairs' own effects ``v - corrupted`` (paired: a pair's baseline does not count as spread),
+over the fixed denominator; its bootstrap resamples values and baselines together.
 ``js/src/spread.ts`` computes the same standard error for the widget.
 """
 
@@ -26,12 +27,12 @@ def standard_error(values: np.ndarray) -> np.ndarray:
 def normalized_standard_error(
     values: np.ndarray, clean: np.ndarray, corrupted: np.ndarray
 ) -> np.ndarray:
-    """Standard error of the normalised mean, baselines (per-pair ``clean``/``corrupted``)
-    taken as fixed at their means."""
+    """Standard error of the normalised mean: of the pairs' effects ``values - corrupted`` over
+    ``|mean(clean) - mean(corrupted)|`` (per-pair baselines, pair axis last)."""
     denom = float(np.mean(clean) - np.mean(corrupted))
     if abs(denom) < metrics.NORMALIZATION_EPS:
         return np.full(values.shape[:-1], np.nan)
-    return standard_error(values) / abs(denom)
+    return standard_error(values - corrupted) / abs(denom)
 
 
 def bootstrap_interval(

@@ -66,10 +66,12 @@ def test_workshop(tmp_path, monkeypatch):
     new_io = text.split("denoising, strongest:")[2]
     assert new_io.split("\n")[2].split()[:2] == ["L0", "H1"]  # the IO path, new_io
     assert "both paths   (5 heads): denoising 0.9" in text
-    assert count(nb, "image/png") == 6
+    assert "token lengths: [14, 15, 16, 18, 19] · positions: ['IO', 'S1', 'S2', 'END']" in text
+    assert "positions that differ: ['S2']" in text
+    assert count(nb, "image/png") == 8
     assert count(nb, WIDGET_VIEW) >= 1
     answers = [c for c in nb.cells if c.cell_type == "markdown" and "<summary>Answer" in c.source]
-    assert len(answers) == 5
+    assert len(answers) == 6
 
 
 def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):

@@ -48,7 +48,10 @@ def test_stderr_is_the_sample_std_over_sqrt_n() -> None:
     clean = _logit_diffs(res.clean_readouts).mean()
     corrupted = _logit_diffs(res.corrupted_readouts).mean()
     normalized = np.asarray(res.stderr("logit_diff", normalized=True))
-    np.testing.assert_allclose(normalized, se / abs(clean - corrupted), rtol=1e-9)
+    effects = diffs - _logit_diffs(res.corrupted_readouts)  # each pair against its own baseline
+    for i, j in [(0, 0), (2, 3)]:
+        want = statistics.stdev(effects[i, j].tolist()) / N_PAIRS**0.5 / abs(clean - corrupted)
+        assert normalized[i, j] == pytest.approx(want, rel=1e-9)
     assert res.stderr("logit_diff").axes == ("layer", "pos")
 
 

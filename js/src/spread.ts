@@ -6,18 +6,21 @@ import { N_FIELDS, type Metric } from "./protocol";
 /** z of a two-sided 95% normal interval: a cell is "consistent" when mean ± Z95·se excludes 0. */
 export const Z95 = 1.959963984540054;
 
-/** Standard error of the mean over pairs of the cell at `offset` (sample std / sqrt(n)). */
-export function cellStderr(metric: Metric, r: ArrayLike<number>, offset: number, nPairs: number): number {
+/** Standard error of the mean over pairs of the cell at `offset` (sample std / sqrt(n)); with
+ * `minus`, of each pair's value minus that pair's value in `minus` (paired differences). */
+export function cellStderr(metric: Metric, r: ArrayLike<number>, offset: number, nPairs: number, minus?: ArrayLike<number>): number {
   if (nPairs < 2) return NaN;
+  const value = (p: number) => perPair(metric, r, offset + p * N_FIELDS) - (minus ? perPair(metric, minus, p * N_FIELDS) : 0);
   let sum = 0;
-  for (let p = 0; p < nPairs; p++) sum += perPair(metric, r, offset + p * N_FIELDS);
+  for (let p = 0; p < nPairs; p++) sum += value(p);
   const mean = sum / nPairs;
   let squares = 0;
-  for (let p = 0; p < nPairs; p++) squares += (perPair(metric, r, offset + p * N_FIELDS) - mean) ** 2;
+  for (let p = 0; p < nPairs; p++) squares += (value(p) - mean) ** 2;
   return Math.sqrt(squares / (nPairs - 1)) / Math.sqrt(nPairs);
 }
 
-/** Every cell's standard error; normalised ones divide by |clean − corrupted| of the mean baselines. */
+/** Every cell's standard error; normalised: of the pairs' effects (value minus the pair's own
+ * corrupted value) over |clean − corrupted| of the mean baselines. */
 export function stderrCells(
   metric: Metric,
   normalized: boolean,
@@ -32,7 +35,8 @@ export function stderrCells(
   const denom = Math.abs(b.clean - b.corrupted);
   const scale = !normalized ? 1 : denom < NORMALIZATION_EPS ? NaN : 1 / denom;
   const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = cellStderr(metric, readouts, i * stride, nPairs) * scale;
+  const minus = normalized ? corrupted : undefined;
+  for (let i = 0; i < n; i++) out[i] = cellStderr(metric, readouts, i * stride, nPairs, minus) * scale;
   return out;
 }
 
