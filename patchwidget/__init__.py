@@ -11,6 +11,7 @@ from .metrics import METRICS
 from .models import load_model
 from .positions import Word
 from .readouts import READOUT_FIELDS
+from .remote import RemoteExecutionError
 from .result import LabeledArray, PatchResult
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "LabeledArray",
     "MeanAblation",
     "PatchResult",
+    "RemoteExecutionError",
     "ResampleAblation",
     "Word",
     "ZeroAblation",

@@ -55,21 +55,29 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
     readouts = np.full((n_sets, n_pairs, len(READOUT_FIELDS)), np.nan, dtype=np.float32)
     metadata = exp._metadata(request.site, direction, request.meta)
 
-    def result(complete: bool) -> PatchResult:
+    def _result(values: np.ndarray, complete: bool) -> PatchResult:
         return PatchResult(
             site=request.site,
             direction=direction,
             axes=request.axes,
             coords=request.coords,
             labels=request.labels,
-            readouts=readouts.reshape(*request.shape, n_pairs, -1).copy(),
+            readouts=values.reshape(*request.shape, n_pairs, -1).copy(),
             clean_readouts=exp.clean_readouts,
             corrupted_readouts=exp.corrupted_readouts,
             metadata=metadata,
             complete=complete,
         )
 
+    def result(complete: bool) -> PatchResult:
+        return _result(readouts, complete)
+
     with exp._lock:
+        if exp._remote is not None:
+            # Remote models run through nnsight session requests (remote.py); the local
+            # shortcuts below (skipping unpatched layers, cached base-run blocks) need the
+            # model's activations here.
+            return exp._remote.run(request, lambda values, complete: _result(values, complete))
         keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
         sources = exp._source_values(direction, keys)
         base = exp._base_run(direction)
@@ -104,7 +112,7 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
             if not np.isfinite(batch).all():
                 bad = int(np.argwhere(~np.isfinite(batch))[0][0])
                 raise FloatingPointError(
-                    f"patching {_describe(request, start + bad)} ({direction}) "
+                    f"patching {describe(request, start + bad)} ({direction}) "
                     "gave NaN or inf in the model's output; nothing was plotted. Check the "
                     "model's dtype (float16 overflow?) and the corruption's scale."
                 )
@@ -121,8 +129,6 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
 
 def base_blocks(exp: Experiment, direction: str) -> list[Any]:
     """Every block's output on the base run of a direction (to skip unpatched layers)."""
-    if exp.engine.remote:
-        return []
     if direction not in exp._block_outputs:
         base = exp._base_run(direction)
         saved = exp._forward(base.ids, base.noise, save_blocks=True)[1]
@@ -139,7 +145,8 @@ def cancelled(cancel: Cancel | None) -> bool:
     return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
 
 
-def _describe(request: RunRequest, flat: int) -> str:
+def describe(request: RunRequest, flat: int) -> str:
+    """The component at flat index ``flat`` of a request's grid, e.g. ``layer 2, head 1``."""
     index = np.unravel_index(flat, request.shape)
     return ", ".join(
         f"{a} {request.coords[a][i]}" for a, i in zip(request.axes, index, strict=True)

@@ -4,7 +4,9 @@ import { CircuitPanel } from "./circuit";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
+import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
+import { modelLine } from "./modelline";
 import { PairControls } from "./pairs";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
@@ -54,6 +56,8 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const heatmap = new HeatmapArea(store, d);
   const pairs = new PairControls(store, d);
   const circuit = new CircuitPanel(store, d);
+  const modelInfo = modelLine(model, d);
+  const estimate = new EstimatePanel(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
@@ -61,6 +65,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
+    modelInfo,
     controls.el,
     prompts.el,
     pairs.el,
@@ -68,6 +73,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     crumbs,
     heatmap.el,
     heatmap.notes,
+    estimate.el,
     message,
     code,
     circuit.el,
@@ -107,16 +113,19 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
       case "view":
         renderCrumbs();
         heatmap.schedule();
+        estimate.update();
         renderStatus();
         break;
       case "progress":
         heatmap.schedule();
+        estimate.update();
         controls.updateStatus();
         break;
       case "settings":
         controls.updateSites();
         controls.updateSettings();
         heatmap.schedule();
+        estimate.update();
         circuit.update();
         break;
       case "circuit":
@@ -148,6 +157,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   renderCrumbs();
   renderStatus();
   heatmap.update();
+  estimate.update();
   store.autoRun(controls.topRequest());
   return () => {
     d.dispose();
