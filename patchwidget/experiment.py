@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from ._version import __version__
 from .ablations import combine_sources
 from .architectures import architecture_for, dims_of
 from .attribution import attribution_sweep, check_method
-from .circuit import CircuitResult, complement_of
+from .circuit import CircuitResult, complement_of, mixed_kinds_note
 from .components import SITES, Component
 from .corruptions import (
     DIRECTIONS,
@@ -408,18 +409,25 @@ class Experiment:
         Args:
             components: the circuit's ``pw.Component`` s; the complement is every other
                 component at the same granularity (site, head/neuron axis, position or not).
+                A circuit mixing granularities gets no complement (a warning and
+                ``complement_note`` say why): only the circuit itself is patched.
         """
         components = list(components)
-        complement = complement_of(components, self.dims, self.n_positions)
+        note = mixed_kinds_note(components)
+        complement = [] if note else complement_of(components, self.dims, self.n_positions)
+        parts_of = [("circuit", components)] + ([] if note else [("complement", complement)])
         results = {
             (d, which): self.patch(parts, d, label=which)
             for d in self.directions
-            for which, parts in (("circuit", components), ("complement", complement))
+            for which, parts in parts_of
         }
+        if note:
+            warnings.warn(f"no complement: {note}", UserWarning, stacklevel=2)
         return CircuitResult(
             components=tuple(components),
             complement_size=len(complement),
             results=results,
+            complement_note=note,
         )
 
     # ------------------------------------------------------------------ internals

@@ -182,23 +182,29 @@ class PatchResult:
         normalized: bool = True,
         ax: Any = None,
         title: str = "",
+        scale: str | float = "auto",
         dim: bool = False,
         pair: int | None = None,
     ) -> Any:
-        """A matplotlib heatmap (diverging, centred on 0, never clipped); returns the figure.
+        """A matplotlib heatmap (diverging, centred on 0) titled with its largest effect;
+        returns the figure. Values beyond the colour scale are circled.
 
         Args:
             metric: a name from ``pw.METRICS``.
             normalized: plot normalised values (see :meth:`values`).
             ax: a matplotlib axes to draw into (default: a new figure).
             title: the plot's title (default: site, direction and metric).
+            scale: ``"auto"`` (±1 = the whole gap when normalised, else the largest |value|),
+                ``"gap"``, ``"fit"`` or a positive number.
             dim: pale the cells whose 95% interval over pairs (mean ± 1.96 standard errors, as
                 in the widget) includes 0.
             pair: plot one pair's values (normalised by its own baselines) instead of the mean.
         """
         from .plotting import plot_result
 
-        return plot_result(self, metric, normalized, ax=ax, title=title, dim=dim, pair=pair)
+        return plot_result(
+            self, metric, normalized, ax=ax, title=title, scale=scale, dim=dim, pair=pair
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write to the ``.npz`` file ``path`` (returned); load with ``PatchResult.load``."""

@@ -107,7 +107,7 @@ def test_plot_dims_cells_whose_interval_includes_zero_and_shows_one_pair() -> No
     import matplotlib
 
     matplotlib.use("Agg")
-    from patchwidget.plotting import heatmap_grid, includes_zero
+    from patchwidget.plotting import includes_zero, result_panel
 
     res = _result()
     mean, se = np.asarray(res.values()), np.asarray(res.stderr())
@@ -117,8 +117,8 @@ def test_plot_dims_cells_whose_interval_includes_zero_and_shows_one_pair() -> No
     fig = res.plot("logit_diff", normalized=False, dim=True)
     veil = fig.axes[0].images[1].get_array()
     np.testing.assert_array_equal(veil[..., 3] > 0, pale)
-    grid, _, _ = heatmap_grid(res, "logit_diff", False, pair=7)
-    np.testing.assert_allclose(grid, _logit_diffs(res.readouts)[..., 7], rtol=1e-6)
+    panel = result_panel(res, "logit_diff", False, pair=7)
+    np.testing.assert_allclose(panel.values, _logit_diffs(res.readouts)[..., 7], rtol=1e-6)
     assert "(pair 7)" in res.plot(pair=7).axes[0].get_title()
     with pytest.raises(ValueError, match="pair 40 is out of range"):
         res.plot(pair=40)

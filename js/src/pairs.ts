@@ -15,7 +15,7 @@ export class PairControls {
     private store: Store,
     d: Disposer,
   ) {
-    this.select = h("select", { "data-testid": "pw-pair", "aria-label": "pair shown" });
+    this.select = h("select", { "data-testid": "pw-show", "aria-label": "map shown: the mean or one pair" });
     this.dim = h("input", { type: "checkbox", "data-testid": "pw-dim" });
     this.el = h(
       "div",
@@ -39,11 +39,11 @@ export class PairControls {
       this.shown = clean;
       this.select.replaceChildren(
         h("option", { value: MEAN, text: `mean of all ${clean.length} pair${clean.length === 1 ? "" : "s"}` }),
-        ...clean.map((text, i) => h("option", { value: i, text: `pair ${i}: ${text.length > 60 ? `${text.slice(0, 59)}…` : text}` })),
+        ...clean.map((text, i) => h("option", { value: i, text: `pair ${i + 1}: ${text.length > 60 ? `${text.slice(0, 59)}…` : text}` })),
       );
     }
-    this.select.value = this.store.pair === null ? MEAN : String(this.store.pair);
+    this.select.value = this.store.pairMap ? String(this.store.pair) : MEAN;
     this.dim.checked = this.store.dim;
-    this.dim.disabled = this.store.pair !== null || clean.length < 2;
+    this.dim.disabled = this.store.pairMap || clean.length < 2;
   }
 }

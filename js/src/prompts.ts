@@ -8,16 +8,45 @@ export function showToken(token: string): string {
   return token.replace(/^ /, "␣").replace(/\n/g, "⏎");
 }
 
-function chips(tokens: string[], diffs: Set<number>, names: Map<number, string>, testid: string): HTMLElement {
+/** Positions that differ between the clean and corrupted prompt of `pair` (for noise: the noised
+ * positions, the same in every pair). */
+export function pairDiffs(p: PromptState, pair: number): number[] {
+  if (p.corruption !== "counterfactual prompts") return p.diff_positions;
+  const clean = p.clean_tokens[pair] ?? [];
+  const corrupted = p.corrupted_tokens[pair] ?? [];
+  return clean.flatMap((t, i) => (t !== corrupted[i] ? [i] : []));
+}
+
+/** The heatmap columns (positions on the view's axis) that differ in `pair`: with named
+ * positions, the names whose token differs in that pair. */
+export function pairDiffColumns(p: PromptState, pair: number): number[] {
+  const named = Object.values(p.named_positions ?? {});
+  if (!named.length) return pairDiffs(p, pair);
+  const diffs = new Set(pairDiffs(p, pair));
+  return named.flatMap((where, k) => (diffs.has(where[pair]) ? [k] : []));
+}
+
+/** Position labels of `pair` as the kernel writes them for pair 1: "5: Kate" or "5: Kate/Henry"
+ * (named positions: the names, the same for every pair). */
+export function pairPositionLabels(p: PromptState, pair: number): string[] {
+  if (pair === 0 || !p.clean_tokens[pair] || Object.keys(p.named_positions ?? {}).length) return p.position_labels;
+  const corrupted = p.corrupted_tokens[pair] ?? [];
+  return p.clean_tokens[pair].map((c, i) => (corrupted[i] === undefined || corrupted[i] === c ? `${i}: ${c}` : `${i}: ${c}/${corrupted[i]}`));
+}
+
+const UNKNOWN_TITLE = "unknown to the tokenizer: the model reads a placeholder, not this word";
+
+function chips(tokens: string[], diffs: Set<number>, unknown: boolean[], names: Map<number, string>, testid: string): HTMLElement {
   return h(
     "div",
     { class: "pw-tokens", "data-testid": testid },
     ...tokens.map((t, i) =>
       h("span", {
-        class: `pw-token${diffs.has(i) ? " pw-diff" : ""}${names.has(i) ? " pw-named" : ""}`,
+        class: `pw-token${diffs.has(i) ? " pw-diff" : ""}${unknown[i] ? " pw-unknown" : ""}${names.has(i) ? " pw-named" : ""}`,
         "data-pos": i,
+        "data-unknown": unknown[i] ? "true" : undefined,
         "data-name": names.get(i),
-        title: `position ${i}${names.has(i) ? ` (${names.get(i)})` : ""}${diffs.has(i) ? " · differs between clean and corrupted" : ""}`,
+        title: `position ${i}${names.has(i) ? ` (${names.get(i)})` : ""}${diffs.has(i) ? " · differs between clean and corrupted" : ""}${unknown[i] ? ` · ${UNKNOWN_TITLE}` : ""}`,
         text: showToken(t),
       }),
     ),
@@ -32,8 +61,9 @@ export class PromptsPanel {
   private answers: HTMLTextAreaElement;
   private problem: HTMLElement;
   private editor: HTMLDetailsElement;
+  private unknownNote: HTMLElement;
   private shownPrompts: PromptState | null = null;
-  private shownPair: number | null = null;
+  private shownPair = -1;
 
   constructor(
     private store: Store,
@@ -56,7 +86,12 @@ export class PromptsPanel {
       h("label", { class: "pw-area" }, h("span", { text: "Answers (correct|incorrect)" }), this.answers),
       h("div", { class: "pw-row" }, apply, this.problem),
     );
-    this.el = h("section", { class: "pw-prompts" }, this.tokens, this.editor);
+    this.unknownNote = h("div", { class: "pw-unknown-note", "data-testid": "pw-unknown-note", role: "note", hidden: true });
+    this.el = h("section", { class: "pw-prompts" }, this.tokens, this.unknownNote, this.editor);
+    d.listen<Event>(this.tokens, "change", (e) => {
+      const target = e.target as HTMLSelectElement;
+      if (target.dataset.testid === "pw-pair") this.store.selectPair(Number(target.value));
+    });
     d.listen(apply, "click", () => this.store.setPrompts(this.clean.value, this.corrupted.value, this.answers.value));
     this.update();
   }
@@ -85,18 +120,29 @@ export class PromptsPanel {
   }
 
   private renderTokens(p: PromptState): void {
-    const k = this.store.pair ?? 0;
-    const clean = p.clean_tokens[k] ?? [];
-    const corrupted = p.corrupted_tokens[k] ?? [];
-    // Named positions: diff_positions index the names, so mark tokens by comparing the pair.
-    const named = Object.entries(p.named_positions ?? {});
-    const names = new Map(named.map(([name, where]) => [where[k], name] as [number, string]));
-    const diffs = named.length ? new Set(clean.flatMap((t, i) => (t !== corrupted[i] ? [i] : []))) : new Set(p.diff_positions);
-    const [correct, incorrect] = p.answer_tokens[k] ?? ["", ""];
-    const more = p.clean_tokens.length > 1 ? ` (pair ${k} of ${p.clean_tokens.length})` : "";
+    const pair = Math.min(this.store.pair, p.clean_tokens.length - 1);
+    const diffs = new Set(pairDiffs(p, pair));
+    const names = new Map(Object.entries(p.named_positions ?? {}).map(([name, where]) => [where[pair], name] as [number, string]));
+    const [correct, incorrect] = p.answer_tokens[pair] ?? ["", ""];
+    const unknown = p.unknown;
+    const [unkCorrect, unkIncorrect] = unknown?.answers[pair] ?? [false, false];
+    const answerChip = (cls: string, title: string, text: string, unk: boolean) =>
+      h("span", { class: `pw-token ${cls}${unk ? " pw-unknown" : ""}`, "data-unknown": unk ? "true" : undefined, title: unk ? `${title} · ${UNKNOWN_TITLE}` : title, text: showToken(text) });
+    const label = h("span", { class: "pw-row-label", text: "clean" });
+    if (p.clean_tokens.length > 1) {
+      const select = h(
+        "select",
+        { class: "pw-pair", "data-testid": "pw-pair", "aria-label": "prompt pair shown" },
+        ...p.clean_tokens.map((_, i) => h("option", { value: i, text: `pair ${i + 1} of ${p.clean_tokens.length}`, selected: i === pair })),
+      );
+      label.append(" ", select);
+    }
+    const flagged = unknown ? [...unknown.clean, ...unknown.corrupted, ...unknown.answers].filter((row) => row.some(Boolean)).length : 0;
+    this.unknownNote.hidden = flagged === 0;
+    this.unknownNote.textContent = flagged ? "Some words are unknown to the tokenizer (marked): the model reads a placeholder token there, so results at those positions mean little. Rephrase with known words." : "";
     this.tokens.replaceChildren(
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: `clean${more}` }), chips(clean, diffs, names, "pw-tokens-clean")),
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: "corrupted" }), chips(corrupted, diffs, names, "pw-tokens-corrupted")),
+      h("div", { class: "pw-token-row" }, label, chips(p.clean_tokens[pair] ?? [], diffs, unknown?.clean[pair] ?? [], names, "pw-tokens-clean")),
+      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: "corrupted" }), chips(p.corrupted_tokens[pair] ?? [], diffs, unknown?.corrupted[pair] ?? [], names, "pw-tokens-corrupted")),
       h(
         "div",
         { class: "pw-token-row" },
@@ -104,9 +150,9 @@ export class PromptsPanel {
         h(
           "div",
           { class: "pw-tokens pw-answers", "data-testid": "pw-answers" },
-          h("span", { class: "pw-token pw-correct", title: "correct answer token", text: showToken(correct) }),
+          answerChip("pw-correct", "correct answer token", correct, unkCorrect),
           h("span", { class: "pw-vs", text: "vs" }),
-          h("span", { class: "pw-token pw-incorrect", title: "incorrect answer token", text: showToken(incorrect) }),
+          answerChip("pw-incorrect", "incorrect answer token", incorrect, unkIncorrect),
           h("span", { class: "pw-corruption", text: `· corruption: ${p.corruption}` }),
         ),
       ),

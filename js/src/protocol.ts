@@ -16,7 +16,7 @@ export const N_FIELDS = READOUT_FIELDS.length;
 
 /** A sweep (or a head's q/k/v/pattern parts) to run and show. */
 export interface ViewRequest {
-  kind: "sweep" | "head_parts";
+  kind: "sweep" | "head_parts" | "writers";
   site: string;
   direction: ViewDirection;
   layers: number[] | null;
@@ -39,7 +39,8 @@ export interface ViewMeta {
   axes: string[];
   shape: number[];
   labels: Record<string, string[]>;
-  coords: Record<string, (number | string)[]>;
+  /** Per axis, each index's coordinate; a `writer` axis holds component fields ({site, head?}). */
+  coords: Record<string, (number | string | Partial<ComponentSpec>)[]>;
   fixed: Record<string, number>;
   n_pairs: number;
   done: number;
@@ -50,19 +51,27 @@ export interface ViewMeta {
   note?: string;
 }
 
+/** Head index spaces: `head` is a query head (sites head, head_by_pos, head_q, head_pattern);
+ * `kv_head` a key/value head (head_k, head_v), shared by several query heads under grouped-query
+ * attention. A component carries exactly the one its site uses. */
 export interface ComponentSpec {
   site: string;
   layer: number;
   head?: number;
+  kv_head?: number;
   pos?: number;
   neuron?: number;
 }
+
+export const KV_SITES = new Set(["head_k", "head_v"]);
 
 export interface CircuitMeta {
   id: number;
   components: ComponentSpec[];
   entries: { direction: Direction; which: "circuit" | "complement" }[];
   n_pairs: number;
+  /** Why no complement was patched (a circuit mixing component kinds); null otherwise. */
+  complement_note?: string | null;
 }
 
 export interface SiteInfo {
@@ -83,6 +92,8 @@ export interface PromptState {
   named_positions?: Record<string, number[]>;
   answer_tokens: [string, string][];
   corruption: string;
+  /** Per pair, per token: is it the tokenizer's unknown token (a word the model can't read)? */
+  unknown?: { clean: boolean[][]; corrupted: boolean[][]; answers: boolean[][] };
 }
 
 /** Synced traitlets of PatchingWidget. */
@@ -140,14 +151,15 @@ export function asReply(msg: unknown): Reply | null {
   return msg as Reply;
 }
 
-/** A cell's component as the kernel names it ("head" sites use the query head). */
+/** A cell's component as the kernel names it (query `head` or key/value `kv_head`). */
 export function componentKey(c: ComponentSpec): string {
-  return [c.site, c.layer, c.head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
+  return [c.site, c.layer, c.head ?? "", c.kv_head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
 }
 
 export function componentLabel(c: ComponentSpec): string {
   const parts = [`L${c.layer}`];
   if (c.head !== undefined) parts.push(`H${c.head}`);
+  if (c.kv_head !== undefined) parts.push(`KV${c.kv_head}`);
   if (c.neuron !== undefined) parts.push(`N${c.neuron}`);
   if (c.pos !== undefined) parts.push(`@${c.pos}`);
   const site = c.site === "head_by_pos" ? "head" : c.site;

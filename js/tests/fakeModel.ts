@@ -29,8 +29,11 @@ export function fakeModel(overrides: Partial<WidgetState> = {}) {
     sent,
     listeners,
     get: (k: string) => state[k],
+    // Like Backbone: a changed value fires `change:<key>` at once.
     set: (k: string, v: unknown) => {
+      const changed = state[k] !== v;
       state[k] = v;
+      if (changed) listeners.get(`change:${k}`)?.forEach((fn) => fn());
     },
     save_changes: () => {},
     send: (msg: Record<string, unknown>) => sent.push(msg),

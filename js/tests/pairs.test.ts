@@ -50,6 +50,7 @@ const tick = () => new Promise((r) => setTimeout(r, 40));
 
 describe("pair selector, spread and dimming", () => {
   it("shows one pair's map and tokens, the mean ± standard error, and dims cells whose interval includes 0", async () => {
+    document.body.dataset.pwTestValues = "1";
     const model = fakeModel({ prompts, normalized: false });
     const cleanupModel = widget.initialize({ model: model as never });
     const el = document.createElement("div");
@@ -58,9 +59,9 @@ describe("pair selector, spread and dimming", () => {
     model.emit("msg:custom", ...reply(model.sent[0].id as number));
     await tick();
     const map = el.querySelector<HTMLElement>('[data-testid="pw-heatmap"]')!;
-    const select = el.querySelector<HTMLSelectElement>('[data-testid="pw-pair"]')!;
+    const select = el.querySelector<HTMLSelectElement>('[data-testid="pw-show"]')!;
     const dim = el.querySelector<HTMLInputElement>('[data-testid="pw-dim"]')!;
-    expect([...select.options].map((o) => o.text)).toEqual(["mean of all 3 pairs", "pair 0: a b c", "pair 1: d e", "pair 2: f g h i"]);
+    expect([...select.options].map((o) => o.text)).toEqual(["mean of all 3 pairs", "pair 1: a b c", "pair 2: d e", "pair 3: f g h i"]);
     expect(JSON.parse(map.dataset.values!)).toEqual([[2, 0]]);
     expect(map.dataset.dimmed).toBe("[]");
 
@@ -90,7 +91,7 @@ describe("pair selector, spread and dimming", () => {
     expect(tokens.querySelector(".pw-diff")?.textContent).toBe("␣g");
     expect(el.querySelector('[data-testid="pw-answers"]')?.textContent).toContain("␣r");
     canvas.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight" }));
-    expect(tooltip.textContent).toContain("pair 2: 3.00000");
+    expect(tooltip.textContent).toContain("pair 3: 3.00000");
 
     // normalised: pair 2's value over its own baselines (clean 2, corrupted 0)
     model.set("normalized", true);

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import pathlib
 import time
+import warnings
 from typing import Any
 
 from ..positions import MARK
 from ..sites import kv_group, kv_head
 from .codegen import ExperimentSource, circuit_code, view_code
 from .estimates import run_estimate_view
+from .exports import parse_display, save_view_figure, write_view_csv
 from .jobs import Job
 from .messages import (
     ComponentSpec,
@@ -26,6 +28,7 @@ from .messages import (
     parse_prompt_text,
     parse_view,
     require_id,
+    writer_layers,
 )
 from .views import ViewData, circuit_payload
 
@@ -63,7 +66,7 @@ class HandlersMixin:
         request = parse_view(msg, self._limits(), self._site_reasons())
         entry.update(
             kind="sweep",
-            site=request.site if request.kind == "sweep" else "head_parts",
+            site=request.site if request.kind == "sweep" else request.kind,
             direction=request.direction,
             layers=list_or_none(request.layers),
             heads=list_or_none(request.heads),
@@ -117,7 +120,7 @@ class HandlersMixin:
             run_estimate_view(self, job, request, entry, _sweep_calls(request, self._kv_group()))
             return
         exp = self.experiment
-        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens))
+        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens), kv_group=self._kv_group())
         sweeps = _sweep_calls(request, self._kv_group())
         last_sent = [0.0]
         totals: list[int] = []
@@ -188,25 +191,20 @@ class HandlersMixin:
         from ..components import Component
 
         self._reply({"type": "started", "id": job.id, "kind": "circuit"})
-        group = self._kv_group()
         components = [
-            Component(
-                s.site,
-                s.layer,
-                head=kv_head(s.site, s.head, group),
-                pos=s.pos,
-                neuron=s.neuron,
-            )
+            Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
-        checks = self.experiment.circuit(components)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a mixed circuit's note travels in the reply
+            checks = self.experiment.circuit(components)
         if job.superseded:
             self._superseded(job, entry)
             return
         as_json = [
             {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
         ]
-        meta, buffer = circuit_payload(job.id, as_json, checks.results)
+        meta, buffer = circuit_payload(job.id, as_json, checks.results, checks.complement_note)
         with self.hold_sync():
             self.circuit_meta = meta
             self.circuit_bytes = buffer
@@ -275,7 +273,7 @@ class HandlersMixin:
         source = self._source()
         if msg.get("what") == "circuit":
             specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
-            code = circuit_code(source, [vars(s) for s in specs])
+            code = circuit_code(source, [_engine_fields(s) for s in specs])
         else:
             request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
             metric, normalized = parse_metric(msg)
@@ -286,24 +284,26 @@ class HandlersMixin:
     def _handle_save_figure(
         self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
     ) -> None:
-        from matplotlib.figure import Figure
-
         metric, normalized = parse_metric(msg)
-        view_id = msg.get("view_id")
-        view = self._views.get(view_id) if isinstance(view_id, int) else None
-        if view is None or not view.results:
-            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
-        results = view.results
-        fig = Figure(figsize=(5.5 * len(results), 4.5), layout="constrained")
-        axes = fig.subplots(1, len(results), squeeze=False)[0]
-        for ax, (direction, site, result) in zip(axes, results, strict=True):
-            result.plot(metric, normalized=normalized, ax=ax)
-            ax.set_title(f"{site} · {direction}")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = pathlib.Path.cwd() / f"patchwidget-{view.request.site}-{metric}-{stamp}.png"
-        fig.savefig(path, dpi=150)
+        scale, drop = parse_display(msg)
+        view = self._kept_view(msg)
+        path = save_view_figure(view, metric, normalized, scale, drop, pathlib.Path.cwd())
         entry.update(status="done")
         self._reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _handle_export_csv(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        path = write_view_csv(self._kept_view(msg), pathlib.Path.cwd())
+        entry.update(status="done")
+        self._reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _kept_view(self, msg: dict[str, Any]) -> ViewData:
+        view_id = msg.get("view_id")
+        view = self._views.get(view_id) if isinstance(view_id, int) else None
+        if view is None or not view.ready:
+            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
+        return view
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -313,7 +313,9 @@ class HandlersMixin:
     def _source(self) -> ExperimentSource:
         exp = self.experiment
         corruption = exp.corruption
+        named, name = self.named_experiment
         return ExperimentSource(
+            experiment_expr=name if named is exp else None,
             model_expr=self.model_expr,
             clean=tuple(self.prompts["clean"]),
             corrupted=() if corruption is not None else tuple(self.prompts["corrupted"]),
@@ -323,7 +325,15 @@ class HandlersMixin:
         )
 
 
-HANDLED = ("sweep", "circuit", "set_prompts", "cancel", "copy_code", "save_figure")
+HANDLED = (
+    "sweep",
+    "circuit",
+    "set_prompts",
+    "cancel",
+    "copy_code",
+    "save_figure",
+    "export_csv",
+)
 
 
 def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -345,11 +355,28 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
         if request.kind == "sweep":
             calls.append((direction, request.site, base))
             continue
+        if request.kind == "writers":
+            head_layers, mlp_layers = writer_layers(request.site, request.layers[0])
+            for site, layers in (("head_by_pos", head_layers), ("mlp_out", mlp_layers)):
+                if layers:
+                    calls.append((direction, site, dict(base, layers=list(layers))))
+            continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)
             kwargs["heads"] = [kv_head(site, request.heads[0], kv_group)]
             calls.append((direction, site, kwargs))
     return calls
+
+
+def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
+    """A component's ``pw.Component`` keywords (k/v sites take the key/value head as head)."""
+    return {
+        "site": spec.site,
+        "layer": spec.layer,
+        "head": spec.engine_head,
+        "pos": spec.pos,
+        "neuron": spec.neuron,
+    }
 
 
 def _prompt_field(message: str) -> str:

@@ -70,7 +70,7 @@ def test_pair_selector_tooltip_and_dimming(open_notebook):
     assert 0 < len(state["dimmed"]) < len(state["mean"]) * len(state["mean"][0])
 
     # one pair: its map (normalised by its own baselines) and its tokens with named positions
-    widget.select("pw-pair", str(PAIR))
+    widget.select("pw-show", str(PAIR))
     widget.wait_for(lambda: heatmap.get_attribute("data-pair") == str(PAIR), 10, "pair view")
     assert_values_match(widget.heatmap_values(), state["pair"])
     assert heatmap.get_attribute("data-dimmed") == "[]"
@@ -84,7 +84,7 @@ def test_pair_selector_tooltip_and_dimming(open_notebook):
     }
     assert got == state["named"]
 
-    widget.select("pw-pair", "mean")
+    widget.select("pw-show", "mean")
     widget.wait_for(lambda: heatmap.get_attribute("data-pair") == "mean", 10, "the mean view")
     assert_values_match(widget.heatmap_values(), state["mean"])
     assert nb.probe(1)["history"] == state["history"], "choosing a pair made the kernel run"
