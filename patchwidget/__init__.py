@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .architectures import Architecture, register_architecture
+from .attention import AttentionPatterns
 from .circuit import CircuitResult
 from .components import SITES, Component
 from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAblation
@@ -9,6 +10,7 @@ from .datasets import dataset_frame, load_dataset
 from .experiment import Experiment
 from .metrics import METRICS
 from .models import load_model
+from .paths import Path
 from .positions import Word
 from .readouts import READOUT_FIELDS
 from .remote import RemoteExecutionError
@@ -19,6 +21,7 @@ __all__ = [
     "READOUT_FIELDS",
     "SITES",
     "Architecture",
+    "AttentionPatterns",
     "CircuitResult",
     "Component",
     "Experiment",
@@ -26,6 +29,7 @@ __all__ = [
     "LabeledArray",
     "MeanAblation",
     "PatchResult",
+    "Path",
     "RemoteExecutionError",
     "ResampleAblation",
     "Word",

@@ -148,3 +148,11 @@ def test_sweeps_and_components_take_names() -> None:
 def test_ablations_that_need_one_length_refuse_several() -> None:
     with pytest.raises(ValueError, match=r"MeanAblation .* needs prompts of one length"):
         _exp(corrupted=None, corruption=pw.MeanAblation(), positions={"END": -1})
+
+
+def test_features_that_read_token_positions_refuse_named_positions() -> None:
+    exp = _exp(positions={"X": [3, 3], "END": -1})
+    with pytest.raises(ValueError, match="attention patterns doesn't support named positions"):
+        exp.attention(0, 0)
+    with pytest.raises(ValueError, match="attribution estimates don't support named positions"):
+        exp.sweep("resid_pre", method="attribution", progress=False)

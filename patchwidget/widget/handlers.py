@@ -30,6 +30,13 @@ from .messages import (
     require_id,
     writer_layers,
 )
+from .path_messages import (
+    attention_payload,
+    engine_receiver,
+    path_circuit,
+    receiver_json,
+    spec_json,
+)
 from .views import ViewData, circuit_payload
 
 PROGRESS_INTERVAL_S = 0.2
@@ -72,6 +79,8 @@ class HandlersMixin:
             heads=list_or_none(request.heads),
             positions=list_or_none(request.positions),
         )
+        if request.receivers is not None:
+            entry.update(receivers=request.to_json()["receivers"])
         self._submit(
             Job(request_id, "sweep"), entry, lambda job: self._run_view(job, request, entry)
         )
@@ -82,6 +91,23 @@ class HandlersMixin:
         self._submit(
             Job(request_id, "circuit"), entry, lambda job: self._run_circuit(job, specs, entry)
         )
+
+    def _handle_attention(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        limits = self._limits()
+        layer = _int_field(msg, "layer", limits.n_layers)
+        head = _int_field(msg, "head", limits.n_heads)
+        reason = self._site_reasons().get("head_pattern")
+        if reason:
+            raise MessageError(f"attention patterns are not available: {reason}", "head")
+
+        def work(job: Job) -> None:
+            meta, buffer = attention_payload(self.experiment, job.id, layer, head)
+            entry.update(status="done")
+            self._reply({"type": "attention", "id": job.id, "meta": meta}, [buffer])
+
+        self._submit(Job(request_id, "attention"), entry, work)
 
     def _handle_set_prompts(
         self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
@@ -191,6 +217,11 @@ class HandlersMixin:
         from ..components import Component
 
         self._reply({"type": "started", "id": job.id, "kind": "circuit"})
+        group = self._kv_group()
+        if any(s.receiver is not None for s in specs):
+            return self._finish_circuit(
+                job, specs, entry, path_circuit(self.experiment, specs, group)
+            )
         components = [
             Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
@@ -198,13 +229,17 @@ class HandlersMixin:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a mixed circuit's note travels in the reply
             checks = self.experiment.circuit(components)
+        self._finish_circuit(job, specs, entry, checks)
+
+    def _finish_circuit(
+        self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any], checks: Any
+    ) -> None:
         if job.superseded:
             self._superseded(job, entry)
             return
-        as_json = [
-            {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
-        ]
-        meta, buffer = circuit_payload(job.id, as_json, checks.results, checks.complement_note)
+        meta, buffer = circuit_payload(
+            job.id, [spec_json(s) for s in specs], checks.results, checks.complement_note
+        )
         with self.hold_sync():
             self.circuit_meta = meta
             self.circuit_bytes = buffer
@@ -273,7 +308,7 @@ class HandlersMixin:
         source = self._source()
         if msg.get("what") == "circuit":
             specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
-            code = circuit_code(source, [_engine_fields(s) for s in specs])
+            code = circuit_code(source, [_code_fields(s) for s in specs], self._kv_group())
         else:
             request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
             metric, normalized = parse_metric(msg)
@@ -328,6 +363,7 @@ class HandlersMixin:
 HANDLED = (
     "sweep",
     "circuit",
+    "attention",
     "set_prompts",
     "cancel",
     "copy_code",
@@ -350,6 +386,8 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
         )
         if v is not None
     }
+    if request.receivers is not None:
+        base["receivers"] = [engine_receiver(r, kv_group) for r in request.receivers]
     calls = []
     for direction in request.directions:
         if request.kind == "sweep":
@@ -368,6 +406,15 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
     return calls
 
 
+def _code_fields(spec: ComponentSpec) -> dict[str, Any]:
+    """A circuit entry's ``pw.Component`` keywords (k/v sites take the key/value head as head),
+    with a path step's receiver as the front end sent it."""
+    fields = _engine_fields(spec)
+    if spec.receiver is not None:
+        fields["receiver"] = receiver_json(spec.receiver)
+    return fields
+
+
 def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
     """A component's ``pw.Component`` keywords (k/v sites take the key/value head as head)."""
     return {
@@ -377,6 +424,13 @@ def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
         "pos": spec.pos,
         "neuron": spec.neuron,
     }
+
+
+def _int_field(msg: dict[str, Any], name: str, size: int) -> int:
+    value = msg.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+        raise MessageError(f"'{name}' must be an integer in [0, {size - 1}], got {value!r}", name)
+    return value
 
 
 def _prompt_field(message: str) -> str:
