@@ -6,10 +6,12 @@ from .attention import AttentionPatterns
 from .circuit import CircuitResult
 from .components import SITES, Component
 from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAblation
+from .datasets import dataset_frame, load_dataset
 from .experiment import Experiment
 from .metrics import METRICS
 from .models import load_model
 from .paths import Path
+from .positions import Word
 from .readouts import READOUT_FIELDS
 from .remote import RemoteExecutionError
 from .result import LabeledArray, PatchResult
@@ -30,8 +32,11 @@ __all__ = [
     "Path",
     "RemoteExecutionError",
     "ResampleAblation",
+    "Word",
     "ZeroAblation",
     "__version__",
+    "dataset_frame",
+    "load_dataset",
     "load_model",
     "register_architecture",
 ]
@@ -43,7 +48,7 @@ def __getattr__(name: str):
         from .widget import PatchingWidget
 
         return PatchingWidget
-    if name in ("demo_model", "demo_prompts"):
+    if name in ("demo_model", "demo_prompts", "demo_dataset"):
         from . import demo
 
         return getattr(demo, name)

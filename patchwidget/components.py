@@ -48,14 +48,15 @@ RECEIVER_ONLY_SITES = ("mlp_in",)  # a path-patching receiver: the input of a la
 class Component:
     """One patch target: a site at a layer, optionally one head/neuron and one position.
 
-    ``pos=None`` patches every position. ``head`` is required for head sites and ``neuron``
+    ``pos=None`` patches every position; with named positions ``pos`` may be a name ("S2").
+    ``head`` is required for head sites and ``neuron``
     for the neuron site. ``head_by_pos`` is the same as ``head`` with a position.
     """
 
     site: str
     layer: int
     head: int | None = None
-    pos: int | None = None
+    pos: int | str | None = None
     neuron: int | None = None
 
     def __post_init__(self) -> None:

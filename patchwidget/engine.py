@@ -44,8 +44,13 @@ class Engine:
         save: frozenset[Key] = frozenset(),
         skip: Sequence[Any] = (),
         save_blocks: bool = False,
+        last: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[Key, Any]]:
         """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
+
+        ``last`` gives each row's own last token for right-padded rows of different lengths
+        (None: every row ends at the last column). Causal attention keeps every real token from
+        seeing the padding after it, and its position ids are those of the prompt run alone.
 
         ``skip[k]`` replaces block ``k``'s output without running it (rows' base-run outputs, for
         layers before the first patch). ``save_blocks`` also returns every block's raw output
@@ -60,7 +65,7 @@ class Engine:
         if any(point == "pattern" for point, _ in [*masks, *save]):
             hooks.pattern_call()  # instruments the attention source; can't happen inside a trace
         saved: dict[Key, Any] = {}
-        options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
+        options: dict[str, Any] = {"logits_to_keep": 1 if last is None else 0, "use_cache": False}
         log.debug(
             "forward: %d rows, %d patched and %d saved hook points, %d layers skipped",
             len(ids),
@@ -113,7 +118,12 @@ class Engine:
             # The answer position's hidden state arrives as a strided view; a contiguous copy
             # makes the vocabulary projection ~10x faster on CPU.
             unembed = hooks.unembed()
-            unembed.input = unembed.input.contiguous()
+            if last is None:
+                unembed.input = unembed.input.contiguous()
+            else:
+                hidden = unembed.input
+                rows = torch.arange(hidden.shape[0], device=hidden.device)
+                unembed.input = hidden[rows, last.to(hidden.device)][:, None]
             logits = nnsight.save(hooks.model.output.logits[:, -1])
         return logits, dict(saved)
 
@@ -123,11 +133,13 @@ class Engine:
         pair_of_row: np.ndarray,
         source_values: Mapping[Key, torch.Tensor],
         length: int,
+        position_table: np.ndarray | None = None,
     ) -> Plan:
         """Masks and gathered sources for rows = patch sets repeated over their pairs.
 
         ``pair_of_row`` has ``len(patch_sets) * n_pairs`` entries; row ``i * n_pairs + p`` is
-        patch set ``i`` on pair ``p``.
+        patch set ``i`` on pair ``p``. With ``position_table`` (names, pairs), a target's
+        positions are names: name ``k`` is token ``position_table[k, pair]`` of each pair.
         """
         n_rows = len(pair_of_row)
         per_set = n_rows // max(len(patch_sets), 1)
@@ -139,8 +151,13 @@ class Engine:
                 if key not in masks:
                     units = self.hooks.n_units(t.point)
                     masks[key] = np.zeros((n_rows, length, units), dtype=bool)
-                pos = slice(None) if t.positions is None else list(t.positions)
-                masks[key][rows, pos, t.unit] = True
+                if t.positions is None or position_table is None:
+                    pos = slice(None) if t.positions is None else list(t.positions)
+                    masks[key][rows, pos, t.unit] = True
+                    continue
+                row_ids = np.arange(rows.start, rows.stop)
+                for name in t.positions:
+                    masks[key][row_ids, position_table[name, pair_of_row[row_ids]], t.unit] = True
         rows_t = torch.as_tensor(pair_of_row, device=self.device)
         return Plan(
             masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,12 +26,22 @@ from .attention import AttentionPatterns, attention_patterns
 from .attribution import attribution_sweep, check_method
 from .circuit import CircuitResult, complement_of, mixed_kinds_note
 from .components import SITES, Component
-from .corruptions import DIRECTIONS, Corruption, Inputs, RunInput, strategy_for
-from .engine import Engine
+from .corruptions import (
+    DIRECTIONS,
+    Corruption,
+    Inputs,
+    MeanAblation,
+    ResampleAblation,
+    RunInput,
+    strategy_for,
+)
+from .engine import Engine, rows_per_batch
 from .hookpoints import HookPoints, Key, Target
 from .jsondata import jsonable
 from .models import load_model, model_device
+from .padding import by_rows, pad_id_of, pad_right
 from .paths import Path, Receiver, patch_paths, path_patch, path_sweep
+from .positions import from_spans, resolve, strip_marks, unmark
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import compute_readouts
 from .remote import RUNS_ON, RemoteRunner, RemoteStats, remote_mode
@@ -57,7 +67,7 @@ class Experiment:
             A model loaded with ``remote=True`` (or ``"local"``) runs every step that needs it
             as nnsight requests to NDIF (or their local simulation); its sizes come from its
             config.
-        clean: the clean prompt(s); every prompt must have the same number of tokens.
+        clean: the clean prompt(s); of one token length unless ``positions`` are named.
         corrupted: counterfactual prompt(s), one per clean prompt and of its token length.
         answers: ``(correct, incorrect)`` answer tokens per pair (or one pair for all), each a
             single token, e.g. ``(" Mary", " John")``.
@@ -67,6 +77,11 @@ class Experiment:
             ``memory_budget``.
         memory_budget: bytes one forward pass may use when ``batch_size`` is None; default: half
             the free GPU memory, or 512 MiB on CPU.
+        positions: named token positions, ``{"S2": [index or word per pair], "END": -1}``
+            (indices count from each prompt's end when negative; words are found through the
+            tokenizer's offsets, see ``pw.Word``), or ``"marked"`` for ``[NAME:word]`` marks in
+            the prompts. Named positions let pairs differ in length (each pair is padded on the
+            right and read at its own last token); the position axis of sweeps is the names.
     """
 
     def __init__(
@@ -78,6 +93,7 @@ class Experiment:
         corruption: Corruption | None = None,
         batch_size: int | None = None,
         memory_budget: int | None = None,
+        positions: Mapping[str, Any] | str | None = None,
     ) -> None:
         self.model = load_model(model)
         self._hf = self.model._module
@@ -104,16 +120,38 @@ class Experiment:
             )
         if answers is None:
             raise ValueError("answers are required: answers=[(' correct', ' incorrect')]")
-        self.prompts = build_prompt_set(self.tokenizer, clean_list, corrupted_list, answers)
+        spans = None
+        if positions == "marked":
+            clean_list, spans = unmark(clean_list)
+            if corrupted_list is not None:
+                corrupted_list = [strip_marks(p)[0] for p in corrupted_list]
+        elif isinstance(positions, str):
+            raise ValueError(f"positions must be a dict of names or 'marked', not {positions!r}")
+        self.prompts = build_prompt_set(
+            self.tokenizer, clean_list, corrupted_list, answers, positions is not None
+        )
+        self.named_positions: dict[str, tuple[int, ...]] = {}
+        if spans is not None:
+            self.named_positions = from_spans(self.tokenizer, clean_list, spans)
+        elif positions is not None:
+            ids = self.prompts.clean_ids
+            self.named_positions = resolve(self.tokenizer, clean_list, ids, positions)
+        self._check_ragged(corruption)
         self.corruption = corruption
         self._strategy = strategy_for(corruption)
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         self.hooks = HookPoints(self.model, self.arch, self.dims)
         self.engine = Engine(self.hooks, self.device)
-        self._clean_ids = torch.tensor(self.prompts.clean_ids)
+        pad = pad_id_of(self.tokenizer)
+        self._clean_ids = pad_right(self.prompts.clean_ids, pad)
         self._corrupted_ids = (
-            torch.tensor(self.prompts.corrupted_ids) if self.prompts.corrupted_ids else None
+            pad_right(self.prompts.corrupted_ids, pad) if self.prompts.corrupted_ids else None
+        )
+        lengths = self.prompts.lengths
+        self._last = None if len(set(lengths)) == 1 else torch.tensor(lengths) - 1
+        self._position_table = (
+            np.array(list(self.named_positions.values())) if self.named_positions else None
         )
         answer_ids = torch.tensor(self.prompts.answer_ids, device=self.device)
         self._correct, self._incorrect = answer_ids[:, 0], answer_ids[:, 1]
@@ -131,6 +169,14 @@ class Experiment:
         )
         self._baselines()
 
+    @classmethod
+    def from_dataset(cls, model: Any, dataset: Any, **kwargs: Any) -> Experiment:
+        """An experiment on a table of pairs (DataFrame, ``.csv``/``.json`` path, dict of
+        columns or list of rows; see ``patchwidget.datasets``); ``kwargs`` as ``Experiment``."""
+        from .datasets import load_dataset
+
+        return cls(model, **load_dataset(dataset), **kwargs)
+
     # ------------------------------------------------------------------ description
     @property
     def n_pairs(self) -> int:
@@ -138,7 +184,13 @@ class Experiment:
 
     @property
     def length(self) -> int:
+        """Tokens of the longest prompt (of every prompt without named positions)."""
         return self.prompts.length
+
+    @property
+    def n_positions(self) -> int:
+        """Size of the position axis: the named positions, else the tokens."""
+        return len(self.named_positions) or self.length
 
     @property
     def remote_stats(self) -> RemoteStats | None:
@@ -179,11 +231,16 @@ class Experiment:
 
     @property
     def diff_positions(self) -> list[int]:
-        """Positions where a corrupted prompt differs from its clean prompt (or is noised)."""
+        """Positions where a corrupted prompt differs from its clean prompt (or is noised);
+        with named positions, the indices of the names where some pair differs."""
+        if self.named_positions:
+            return self._named_diffs()
         return self._strategy.changed_positions(self._inputs)
 
     @property
     def position_labels(self) -> list[str]:
+        if self.named_positions:
+            return list(self.named_positions)
         clean = self.clean_tokens[0]
         corrupted = (self.corrupted_tokens or [clean])[0]
         return [
@@ -223,7 +280,7 @@ class Experiment:
         direction: str = "denoising",
         layers: Iterable[int] | None = None,
         heads: Iterable[int] | None = None,
-        positions: Iterable[int] | None = None,
+        positions: Iterable[int | str] | None = None,
         neurons: Iterable[int] | None = None,
         by_pos: bool = False,
         on_progress: Progress | None = None,
@@ -244,7 +301,8 @@ class Experiment:
             layers, heads, neurons: indices to visit (negative ones count from the end); None
                 visits all. ``heads`` of ``head_k``/``head_v`` are key/value heads.
             positions: positions to visit for sites with a position axis; for sites without
-                one, the positions patched together (default: all).
+                one, the positions patched together (default: all). With named positions the
+                position axis is the names: ``positions=["S2", "END"]``.
             by_pos: give ``head_q``/``head_k``/``head_v``/``head_pattern`` a position axis
                 (one patch per head and position); ``head_by_pos`` always has one.
             on_progress: called as ``on_progress(done, total, partial_result)`` after every
@@ -268,6 +326,7 @@ class Experiment:
                 raise ValueError(
                     "path patching (receivers=...) is exact only: drop method=" + repr(method)
                 )
+            self._tokens_only("path patching")
             return path_sweep(
                 self, site, direction, receivers, layers, heads, positions,
                 on_progress, cancel, progress,
@@ -280,7 +339,7 @@ class Experiment:
         every = {
             "layer": indices(layers, self.dims.n_layers, "layer"),
             "head": indices(heads, n_heads_of(site, self.dims), "head"),
-            "pos": indices(positions, self.length, "position"),
+            "pos": self._positions(positions),
             "neuron": indices(neurons, self.dims.d_mlp, "neuron"),
         }
         coords = {a: every[a] for a in axes}
@@ -292,6 +351,11 @@ class Experiment:
         labels = {a: tuple(self._label(a, v, site) for v in coords[a]) for a in axes}
         meta = {"layers": layers, "heads": heads, "positions": positions, "neurons": neurons}
         if method == "attribution":
+            if self.named_positions:
+                raise ValueError(
+                    "attribution estimates don't support named positions yet: use "
+                    "method='exact', or token positions on prompts of one template"
+                )
             return attribution_sweep(
                 self, patch_sets, site, direction, axes, coords, labels, meta, qk_fix, grad_drop
             )
@@ -342,6 +406,7 @@ class Experiment:
             A ``PatchResult`` with a single cell on the axis ``patch``.
         """
         if receivers is not None:
+            self._tokens_only("path patching")
             return path_patch(self, components, direction, receivers, label)
         components = list(components)
         targets = []
@@ -367,10 +432,12 @@ class Experiment:
     ) -> PatchResult:
         """Confirmatory path patching of edges ``pw.Path(sender, receiver)`` at once: each
         receiver sees exactly the senders of its own edges patched."""
+        self._tokens_only("path patching")
         return patch_paths(self, paths, direction, label)
 
     def attention(self, layer: int, head: int) -> AttentionPatterns:
         """Where query head ``head`` of ``layer`` looks, on the clean and corrupted prompts."""
+        self._tokens_only("attention patterns")
         return attention_patterns(self, layer, head)
 
     def circuit(self, components: Iterable[Component]) -> CircuitResult:
@@ -385,7 +452,7 @@ class Experiment:
         """
         components = list(components)
         note = mixed_kinds_note(components)
-        complement = [] if note else complement_of(components, self.dims, self.length)
+        complement = [] if note else complement_of(components, self.dims, self.n_positions)
         parts_of = [("circuit", components)] + ([] if note else [("complement", complement)])
         results = {
             (d, which): self.patch(parts, d, label=which)
@@ -417,6 +484,84 @@ class Experiment:
         if reason:
             raise ValueError(f"site {site!r} is not available: {reason}")
 
+    def _positions(self, values: Iterable[int | str] | int | str | None) -> tuple[int, ...]:
+        """Indices on the position axis; names are looked up when positions are named."""
+        names = list(self.named_positions)
+        if values is None or isinstance(values, (int, np.integer)):
+            return indices(values, self.n_positions, "position")
+        out = []
+        for v in [values] if isinstance(values, str) else values:
+            if isinstance(v, str):
+                if v not in names:
+                    known = ", ".join(names) or "none: positions are token indices here"
+                    raise ValueError(f"unknown position name {v!r}; named positions: {known}")
+                v = names.index(v)
+            out.append(v)
+        return indices(out, self.n_positions, "position")
+
+    def _named_diffs(self) -> list[int]:
+        if self._corrupted_ids is None or self._position_table is None:
+            return []
+        pairs = np.arange(self.n_pairs)
+        return [
+            k
+            for k, row in enumerate(self._position_table)
+            if bool((self._clean_ids[pairs, row] != self._corrupted_ids[pairs, row]).any())
+        ]
+
+    def _tokens_only(self, what: str) -> None:
+        """Refuse features that read token positions directly when positions are named."""
+        if self.named_positions:
+            raise ValueError(
+                f"{what} doesn't support named positions yet: use prompts of one template "
+                "without positions=..."
+            )
+
+    def _check_ragged(self, corruption: Corruption | None) -> None:
+        if self.remote and self.named_positions:
+            raise ValueError(
+                "named positions (and prompts of several lengths) run on local models only for "
+                "now: group the prompts by template and give token positions for remote runs"
+            )
+        if len(set(self.prompts.lengths)) > 1 and isinstance(
+            corruption, (MeanAblation, ResampleAblation)
+        ):
+            raise ValueError(
+                f"{type(corruption).__name__} patches in activations position by position, so it "
+                "needs prompts of one length; with prompts of several lengths give corrupted "
+                "prompts, pw.GaussianNoise() or pw.ZeroAblation()"
+            )
+
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        save: frozenset[Key] = frozenset(),
+        save_blocks: bool = False,
+        plan_for: Callable[[np.ndarray], Any] | None = None,
+        last: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[Key, Any]]:
+        """A forward pass over all rows of ``ids`` in batches of at most ``_rows()`` rows;
+        ``last`` holds each row's last token (prompts of different lengths)."""
+
+        def run_rows(rows: torch.Tensor) -> tuple[torch.Tensor, dict[Key, Any]]:
+            return self.engine.forward(
+                ids[rows],
+                None if noise is None else noise[rows],
+                plan=None if plan_for is None else plan_for(rows.numpy()),
+                save=save,
+                save_blocks=save_blocks,
+                last=None if last is None else last[rows],
+            )
+
+        return by_rows(run_rows, len(ids), self._rows())
+
+    def _rows(self) -> int:
+        """Rows (patch sets x pairs) per forward pass."""
+        return self.batch_size or rows_per_batch(
+            self.dims, self.length, self.device, self.dtype, self.memory_budget
+        )
+
     def _label(self, axis: str, value: int, site: str) -> str:
         if axis == "pos":
             return self.position_labels[value]
@@ -430,7 +575,7 @@ class Experiment:
             None if c.head is None else indices([c.head], n_heads_of(c.site, self.dims), "head")[0]
         )
         neuron = None if c.neuron is None else indices([c.neuron], self.dims.d_mlp, "neuron")[0]
-        pos = None if c.pos is None else indices([c.pos], self.length, "position")[0]
+        pos = None if c.pos is None else self._positions([c.pos])[0]
         return target(self.hooks, c.site, layer=layer, head=head, pos=pos, neuron=neuron)
 
     def _make_noise(self) -> torch.Tensor | None:
@@ -456,7 +601,7 @@ class Experiment:
     def _capture(
         self, ids: torch.Tensor, keys: frozenset[Key], noise: torch.Tensor | None = None
     ) -> dict[Key, torch.Tensor]:
-        return self.engine.forward(ids, noise, save=keys)[1]
+        return self._forward(ids, noise, save=keys)[1]
 
     def _baselines(self) -> None:
         if self._remote is not None:
@@ -471,19 +616,20 @@ class Experiment:
                         "check the model's dtype (float16 can overflow)"
                     )
             return
-        clean_logits, _ = self.engine.forward(self._clean_ids)
+        clean_logits, _ = self._forward(self._clean_ids, last=self._last)
         corrupted = self._strategy.corrupted_run(self._inputs)
         if corrupted is None:
             # No corrupted run of its own: the clean run with the corruption's values patched
             # into the token embeddings.
             embed_target = [[Target("block_in", 0, 0, None)]]
-            rows = np.arange(self.n_pairs)
-            plan = self.engine.plan(
-                embed_target, rows, self._source_values("noising", {("block_in", 0)}), self.length
-            )
-            corrupted_logits, _ = self.engine.forward(self._clean_ids, plan=plan)
+            embed_source = self._source_values("noising", {("block_in", 0)})
+
+            def plan_for(rows: np.ndarray) -> Any:
+                return self.engine.plan(embed_target, rows, embed_source, self.length)
+
+            corrupted_logits, _ = self._forward(self._clean_ids, plan_for=plan_for, last=self._last)
         else:
-            corrupted_logits, _ = self.engine.forward(corrupted.ids, corrupted.noise)
+            corrupted_logits, _ = self._forward(corrupted.ids, corrupted.noise, last=self._last)
         for name, logits in (("clean", clean_logits), ("corrupted", corrupted_logits)):
             if not torch.isfinite(logits).all():
                 raise FloatingPointError(
@@ -532,6 +678,7 @@ class Experiment:
             "clean": list(self.prompts.clean),
             "corrupted": list(self.prompts.corrupted) if self.prompts.corrupted else None,
             "answers": [list(a) for a in self.prompts.answers],
+            "named_positions": {k: list(v) for k, v in self.named_positions.items()},
             "corruption": repr(self.corruption) if self.corruption else "counterfactual prompts",
             "versions": {
                 "patchwidget": __version__,

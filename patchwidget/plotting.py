@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .metrics import METRICS
+from .spread import Z95
 
 if TYPE_CHECKING:
     from .result import PatchResult
@@ -34,6 +35,7 @@ class HeatPanel:
     row_axis: str
     col_axis: str
     base: float  # the unpatched base run in the same units (0 or 1 when normalised)
+    pale: np.ndarray | None = None  # cells drawn pale (their interval over pairs includes 0)
 
 
 def base_value(direction: str, normalized: bool, baselines: dict[str, float]) -> float:
@@ -44,9 +46,33 @@ def base_value(direction: str, normalized: bool, baselines: dict[str, float]) ->
     return float(baselines[run])
 
 
-def result_panel(result: PatchResult, metric: str, normalized: bool, title: str = "") -> HeatPanel:
-    """A result as a grid: rows are every axis but the last (``L1 H3``), columns the last."""
-    values = np.asarray(result.values(metric, normalized), dtype=np.float64)
+def includes_zero(result: PatchResult, metric: str, normalized: bool) -> np.ndarray:
+    """Cells whose mean ± 1.96 standard errors over pairs includes 0 (the widget's rule)."""
+    mean = np.asarray(result.values(metric, normalized))
+    se = np.asarray(result.stderr(metric, normalized))
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(mean) & np.isfinite(se) & (np.abs(mean) <= Z95 * se)
+
+
+def result_panel(
+    result: PatchResult,
+    metric: str,
+    normalized: bool,
+    title: str = "",
+    pair: int | None = None,
+    dim: bool = False,
+) -> HeatPanel:
+    """A result as a grid: rows are every axis but the last (``L1 H3``), columns the last.
+
+    ``pair``: one pair's values (normalised by its own baselines) instead of the mean; ``dim``:
+    pale the cells whose interval over pairs includes 0 (mean view only)."""
+    if pair is None:
+        values = np.asarray(result.values(metric, normalized), dtype=np.float64)
+    elif not 0 <= pair < result.n_pairs:
+        raise ValueError(f"pair {pair} is out of range: this result has {result.n_pairs} pairs")
+    else:
+        per_pair = np.asarray(result.values(metric, normalized, per_pair=True))
+        values = per_pair[..., pair].astype(np.float64)
     axes, labels = result.axes, result.labels
     row_axes = axes[:-1]
     rows = [""]
@@ -60,6 +86,9 @@ def result_panel(result: PatchResult, metric: str, normalized: bool, title: str 
         row_axis=" x ".join(row_axes),
         col_axis=axes[-1],
         base=base_value(result.direction, normalized, result.baselines(metric)),
+        pale=includes_zero(result, metric, normalized).reshape(len(rows), -1)
+        if dim and pair is None
+        else None,
     )
 
 
@@ -143,6 +172,10 @@ def draw_panels(
             aspect="auto",
             interpolation="nearest",
         )
+        if panel.pale is not None:
+            veil = np.zeros((*panel.values.shape, 4))
+            veil[panel.pale] = (1.0, 1.0, 1.0, 0.75)
+            ax.imshow(veil, aspect="auto", interpolation="nearest")
         rows, cols = np.nonzero(np.abs(np.nan_to_num(panel.values)) > limit * (1 + 1e-9))
         if rows.size:
             ax.scatter(cols, rows, s=30, facecolors="none", edgecolors="black", linewidths=1.0)
@@ -177,14 +210,21 @@ def plot_result(
     ax: Any = None,
     title: str = "",
     scale: str | float = "auto",
+    dim: bool = False,
+    pair: int | None = None,
 ) -> Any:
     """Draw ``result`` on ``ax`` (a new figure when None) and return the figure."""
     scale_note = "\n1 = clean behaviour, 0 = corrupted" if normalized else ""
+    if dim and pair is None:
+        scale_note += "\npale: 95% interval over pairs includes 0"
+    which = f" (pair {pair})" if pair is not None else ""
     panel = result_panel(
         result,
         metric,
         normalized,
-        title or f"{result.site}, {result.direction}: {METRICS[metric]}{scale_note}",
+        title or f"{result.site}, {result.direction}{which}: {METRICS[metric]}{scale_note}",
+        pair=pair,
+        dim=dim,
     )
     if ax is None:
         import matplotlib.pyplot as plt

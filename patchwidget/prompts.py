@@ -24,7 +24,12 @@ class PromptSet:
 
     @property
     def length(self) -> int:
-        return len(self.clean_ids[0])
+        """Tokens of the longest prompt (every prompt when they all have one length)."""
+        return max(self.lengths)
+
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.clean_ids)
 
 
 def as_list(prompts: str | Sequence[str] | None, name: str) -> list[str] | None:
@@ -59,8 +64,13 @@ def build_prompt_set(
     clean: Sequence[str],
     corrupted: Sequence[str] | None,
     answers: Sequence[tuple[str, str]] | tuple[str, str],
+    named_positions: bool = False,
 ) -> PromptSet:
-    """Tokenise and check prompts and answers; raise ValueError with a fix on bad input."""
+    """Tokenise and check prompts and answers; raise ValueError with a fix on bad input.
+
+    Pairs may differ in length only with ``named_positions`` (then positions are named, not
+    counted); the clean and corrupted prompt of one pair always have the same length.
+    """
     clean_ids = tokenize(tokenizer, clean)
     corrupted_ids = None
     if corrupted is not None:
@@ -74,11 +84,15 @@ def build_prompt_set(
             if len(c) != len(k):
                 raise ValueError(_length_mismatch(tokenizer, i, c, k))
     lengths = {len(c) for c in clean_ids}
-    if len(lengths) > 1:
-        detail = ", ".join(f"pair {i}: {len(c)}" for i, c in enumerate(clean_ids))
+    if len(lengths) > 1 and not named_positions:
+        detail = ", ".join(f"pair {i}: {len(c)}" for i, c in enumerate(clean_ids[:8]))
         raise ValueError(
-            "all prompt pairs must have the same number of tokens so positions line up "
-            f"({detail}); group prompts of one template per experiment"
+            f"prompt pairs have different numbers of tokens ({detail}{', ...' * (len(clean) > 8)})"
+            ", so token positions don't line up across pairs. Name the positions you care "
+            "about instead: positions={'S2': [index per pair], 'END': -1} (indices, or words "
+            "to find such as 'John' or pw.Word('John', occurrence=1)), or mark them in the text "
+            "('When [IO:Mary] and [S1:John] ...') with positions='marked'. Sweeps then run over "
+            "the names, and each prompt is padded and read at its own last token."
         )
     pairs = _answer_pairs(answers, len(clean))
     answer_ids = tuple(_answer_ids(tokenizer, pair) for pair in pairs)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from . import metrics, spread
 from .readouts import READOUT_FIELDS
 
 
@@ -101,6 +101,41 @@ class PatchResult:
             labels["pair"] = tuple(f"pair {i}" for i in range(self.n_pairs))
         return LabeledArray(data, axes, coords, labels)
 
+    def stderr(self, metric: str = "logit_diff", normalized: bool = False) -> LabeledArray:
+        """Standard error over pairs of every patch's mean (what ``values`` shows). Normalised:
+        the standard error of the pairs' effects (patched minus their own corrupted value) over
+        the baselines' difference, so the spread of the baselines themselves does not count."""
+        per_pair = np.asarray(self.values(metric, per_pair=True))
+        if normalized:
+            clean, corrupted = self._baseline_values(metric)
+            data = spread.normalized_standard_error(per_pair, clean, corrupted)
+        else:
+            data = spread.standard_error(per_pair)
+        return LabeledArray(data, self.axes, dict(self.coords), dict(self.labels))
+
+    def ci(
+        self,
+        metric: str = "logit_diff",
+        normalized: bool = False,
+        level: float = 0.95,
+        n_resamples: int = 2000,
+        seed: int = 0,
+    ) -> tuple[LabeledArray, LabeledArray]:
+        """(low, high): a seeded percentile-bootstrap interval over pairs of every patch's mean;
+        normalised intervals resample the baselines with the pairs."""
+        per_pair = np.asarray(self.values(metric, per_pair=True))
+        baselines = self._baseline_values(metric) if normalized else (None, None)
+        low, high = spread.bootstrap_interval(per_pair, *baselines, level, n_resamples, seed)
+        return tuple(  # type: ignore[return-value]
+            LabeledArray(x, self.axes, dict(self.coords), dict(self.labels)) for x in (low, high)
+        )
+
+    def _baseline_values(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            metrics.per_pair(metric, self.clean_readouts),
+            metrics.per_pair(metric, self.corrupted_readouts),
+        )
+
     def baselines(self, metric: str = "logit_diff") -> dict[str, float]:
         """Unpatched clean and corrupted values of ``metric`` (a ``pw.METRICS`` name),
         averaged over pairs."""
@@ -116,7 +151,8 @@ class PatchResult:
         """Long format: a row per patch, a column per metric, raw and normalised.
 
         Args:
-            per_pair: a row per patch and pair (column ``pair``) instead of pair means.
+            per_pair: a row per patch and pair (column ``pair``) instead of pair means, with
+                ``pos_<NAME>`` columns giving each named position's token index in that pair.
         """
         import pandas as pd
 
@@ -135,6 +171,9 @@ class PatchResult:
             for normalized in (False, True):
                 values = np.asarray(self.values(name, normalized, per_pair)).reshape(-1)
                 columns[f"{name}_normalized" if normalized else name] = values
+        if per_pair:
+            for name, where in self.metadata.get("named_positions", {}).items():
+                columns[f"pos_{name}"] = np.asarray(where)[columns["pair"]]
         return pd.DataFrame(columns)
 
     def plot(
@@ -144,6 +183,8 @@ class PatchResult:
         ax: Any = None,
         title: str = "",
         scale: str | float = "auto",
+        dim: bool = False,
+        pair: int | None = None,
     ) -> Any:
         """A matplotlib heatmap (diverging, centred on 0) titled with its largest effect;
         returns the figure. Values beyond the colour scale are circled.
@@ -155,10 +196,15 @@ class PatchResult:
             title: the plot's title (default: site, direction and metric).
             scale: ``"auto"`` (±1 = the whole gap when normalised, else the largest |value|),
                 ``"gap"``, ``"fit"`` or a positive number.
+            dim: pale the cells whose 95% interval over pairs (mean ± 1.96 standard errors, as
+                in the widget) includes 0.
+            pair: plot one pair's values (normalised by its own baselines) instead of the mean.
         """
         from .plotting import plot_result
 
-        return plot_result(self, metric, normalized, ax=ax, title=title, scale=scale)
+        return plot_result(
+            self, metric, normalized, ax=ax, title=title, scale=scale, dim=dim, pair=pair
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write to the ``.npz`` file ``path`` (returned); load with ``PatchResult.load``."""

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .batching import batches, first_layer, rows_of
-from .engine import rows_per_batch
 from .hookpoints import Target
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
@@ -82,10 +81,10 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
         keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
         sources = exp._source_values(direction, keys)
         base = exp._base_run(direction)
-        rows = exp.batch_size or rows_per_batch(
-            exp.dims, exp.length, exp.device, exp.dtype, exp.memory_budget
-        )
+        rows = exp._rows()
         per_batch = max(1, rows // n_pairs)
+        # More pairs than a batch holds: each patch set runs on slices of the pairs.
+        pair_slices = np.array_split(np.arange(n_pairs), -(-n_pairs // rows))
         bar = (
             _progress_bar(n_sets, request.site, direction)
             if request.progress and n_sets > per_batch
@@ -99,13 +98,17 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
                 log.info("%s (%s) cancelled after %d of %d", request.site, direction, done, n_sets)
                 break
             chunk = patch_sets[start:stop]
-            pairs = np.tile(np.arange(n_pairs), len(chunk))
-            plan = exp.engine.plan(chunk, pairs, sources, exp.length)
             first = min(first_layer(targets) for targets in chunk)
-            skip = [rows_of(out, pairs) for out in base_blocks(exp, direction)[:first]]
-            noise = None if base.noise is None else base.noise[pairs]
-            logits, _ = exp.engine.forward(base.ids[pairs], noise, plan, skip=skip)
-            batch = exp._readouts(logits, pairs).reshape(len(chunk), n_pairs, -1)
+            batch = np.empty((len(chunk), n_pairs, len(READOUT_FIELDS)), dtype=np.float32)
+            for some in pair_slices:
+                pairs = np.tile(some, len(chunk))
+                plan = exp.engine.plan(chunk, pairs, sources, exp.length, exp._position_table)
+                skip = [rows_of(out, pairs) for out in base_blocks(exp, direction)[:first]]
+                noise = None if base.noise is None else base.noise[pairs]
+                last = None if exp._last is None else exp._last[pairs]
+                logits, _ = exp.engine.forward(base.ids[pairs], noise, plan, skip=skip, last=last)
+                some_readouts = exp._readouts(logits, pairs)
+                batch[:, some] = some_readouts.reshape(len(chunk), len(some), -1)
             if not np.isfinite(batch).all():
                 bad = int(np.argwhere(~np.isfinite(batch))[0][0])
                 raise FloatingPointError(
@@ -128,7 +131,7 @@ def base_blocks(exp: Experiment, direction: str) -> list[Any]:
     """Every block's output on the base run of a direction (to skip unpatched layers)."""
     if direction not in exp._block_outputs:
         base = exp._base_run(direction)
-        saved = exp.engine.forward(base.ids, base.noise, save_blocks=True)[1]
+        saved = exp._forward(base.ids, base.noise, save_blocks=True)[1]
         exp._block_outputs[direction] = [
             saved[("block_raw", layer)] for layer in range(exp.dims.n_layers)
         ]

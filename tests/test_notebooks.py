@@ -75,10 +75,12 @@ def test_workshop(tmp_path, monkeypatch):
     # attribution vs exact: the estimate misses the S2 mover's effect at the final position
     agreement = text.split("180 cells verified, rank correlation ")[1]
     assert agreement.split("\n")[1].split()[:3] == ["L1", "H3", "14:"]
-    assert count(nb, "image/png") == 7
+    assert "token lengths: [14, 15, 16, 18, 19] · positions: ['IO', 'S1', 'S2', 'END']" in text
+    assert "positions that differ: ['S2']" in text
+    assert count(nb, "image/png") == 9
     assert count(nb, WIDGET_VIEW) >= 1
     answers = [c for c in nb.cells if c.cell_type == "markdown" and "<summary>Answer" in c.source]
-    assert len(answers) == 6
+    assert len(answers) == 7
 
 
 def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):

@@ -5,11 +5,11 @@ import { Disposer, h } from "./dom";
 import { describeComponent, drillOptions, drillRequest } from "./drill";
 import { paintEstimated } from "./estimate";
 import { cellAt, type Geometry, gridGeometry } from "./layout";
-import { type Baselines, baselines, computeCells, meanOverPairs } from "./metrics";
+import { type Baselines, baselines, computeCells, meanOverPairs, perPair } from "./metrics";
 import { guidanceNotes, isOutsideUnit } from "./notes";
 import { paintColorbar, paintPanel, type Theme } from "./paint";
 import { pathStep } from "./paths";
-import { pairDiffs, pairPositionLabels } from "./prompts";
+import { pairDiffColumns, pairPositionLabels } from "./prompts";
 import { type ComponentSpec, type Direction, N_FIELDS } from "./protocol";
 import {
   baseValue,
@@ -21,6 +21,7 @@ import {
   type ScaleMode,
   scaleFor,
 } from "./scale";
+import { cellStderr, includesZero, pairCells, stderrCells } from "./spread";
 import type { Store, ViewState } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
 
@@ -35,6 +36,9 @@ interface PanelDom {
   /** Metric values (normalised when the view is), and the values as shown (drop applied). */
   norm: Float64Array;
   values: Float64Array;
+  /** Mean over pairs and its standard error per cell (normalised when the view is). */
+  mean: Float64Array;
+  se: Float64Array;
   base: Baselines;
   geom: Geometry | null;
   focus: { r: number; c: number } | null;
@@ -179,14 +183,14 @@ export class HeatmapArea {
     this.syncPanels(view);
     for (const p of this.panels) {
       const data = view.panels.find((x) => x.direction === p.direction)!;
-      p.norm = computeCells(
-        metric,
-        normalized,
-        data.readouts,
-        data.clean,
-        data.corrupted,
-        view.meta.n_pairs,
-      );
+      const n = view.meta.n_pairs;
+      const pair = this.shownPair(n);
+      p.mean = computeCells(metric, normalized, data.readouts, data.clean, data.corrupted, n);
+      p.se = stderrCells(metric, normalized, data.readouts, data.clean, data.corrupted, n);
+      p.norm =
+        pair === null
+          ? p.mean
+          : pairCells(metric, normalized, data.readouts, data.clean, data.corrupted, n, pair);
       p.values = displayValues(p.norm, p.direction, normalized, drop);
       p.base = baselines(metric, data.clean, data.corrupted, view.meta.n_pairs);
     }
@@ -211,6 +215,11 @@ export class HeatmapArea {
       p.canvas.focus();
       this.draw(p, view, p.geom ? p.geom.width : each);
     }
+  }
+
+  /** The pair whose map is shown when it exists in this view, else null (the mean of all). */
+  private shownPair(nPairs: number): number | null {
+    return this.store.pairMap && this.store.pair < nPairs ? this.store.pair : null;
   }
 
   private clearPanels(): void {
@@ -268,6 +277,8 @@ export class HeatmapArea {
       caption,
       norm: new Float64Array(),
       values: new Float64Array(),
+      mean: new Float64Array(),
+      se: new Float64Array(),
       base: { clean: NaN, corrupted: NaN },
       geom: null,
       focus: null,
@@ -391,6 +402,12 @@ export class HeatmapArea {
     } else {
       delete p.holder.dataset.values;
     }
+    const pair = this.shownPair(view.meta.n_pairs);
+    p.holder.dataset.pair = pair === null ? "mean" : String(pair);
+    const dimmed = new Set<number>();
+    if (this.store.dim && pair === null)
+      for (let i = 0; i < p.mean.length; i++) if (includesZero(p.mean[i], p.se[i])) dimmed.add(i);
+    p.holder.dataset.dimmed = JSON.stringify([...dimmed]);
     const metric = this.store.get("metric");
     const normalized = this.store.get("normalized");
     const drop = this.store.noisingAsDrop;
@@ -425,9 +442,10 @@ export class HeatmapArea {
         max: this.max,
         colCoords: view.meta.coords[grid.colAxis] ?? [],
         colLabels: this.columnLabels(view),
-        highlightCols: new Set(prompts ? pairDiffs(prompts, this.store.pair) : []),
+        highlightCols: new Set(prompts ? pairDiffColumns(prompts, this.store.pair) : []),
         inCircuit: (c) => this.store.inCircuit(c),
         focus: document.activeElement === canvas ? p.focus : null,
+        dimmed,
       },
       this.theme(),
     );
@@ -481,18 +499,25 @@ export class HeatmapArea {
     const normalized = this.store.get("normalized");
     const data = view.panels.find((x) => x.direction === p.direction)!;
     const i = r * view.grid.nCols + c;
-    const raw = meanOverPairs(
-      metric,
-      data.readouts,
-      i * view.meta.n_pairs * N_FIELDS,
-      view.meta.n_pairs,
-    );
-    const v = p.norm[i];
+    const n = view.meta.n_pairs;
+    const offset = i * n * N_FIELDS;
+    const raw = meanOverPairs(metric, data.readouts, offset, n);
+    const v = p.mean[i];
+    const spread = (se: number) => (Number.isNaN(se) ? "" : ` ± ${se.toPrecision(3)}`);
+    const pairs = `${n} pair${n === 1 ? "" : "s"}${n > 1 ? ", ± standard error" : ""}`;
+    const pair = this.shownPair(n);
     const lines = [
       describeComponent(comp, this.positionLabels()),
       Number.isNaN(raw)
         ? "not run yet"
-        : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
+        : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${spread(cellStderr(metric, data.readouts, offset, n))}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}${spread(p.se[i])}` : ""} (mean of ${pairs})`,
+      ...(pair !== null && !Number.isNaN(raw)
+        ? [
+            `pair ${pair + 1}: ${perPair(metric, data.readouts, offset + pair * N_FIELDS).toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(p.norm[i]) ? "n/a" : p.norm[i].toPrecision(6)}` : ""}`,
+          ]
+        : includesZero(v, p.se[i])
+          ? ["its 95% interval over pairs includes 0: no consistent effect"]
+          : []),
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
       ...(view.estimate
         ? [
@@ -503,17 +528,18 @@ export class HeatmapArea {
         : []),
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
-    if (p.values !== p.norm && !Number.isNaN(v))
+    const shown = p.norm[i];
+    if (p.values !== p.norm && !Number.isNaN(shown))
       lines.splice(
         2,
         0,
-        `shown as the drop from clean: 1 − ${v.toPrecision(4)} = ${(1 - v).toPrecision(4)}`,
+        `shown as the drop from clean: 1 − ${shown.toPrecision(4)} = ${(1 - shown).toPrecision(4)}`,
       );
-    if (normalized && isOutsideUnit(v))
+    if (normalized && isOutsideUnit(shown))
       lines.splice(
         2,
         0,
-        v < 0
+        shown < 0
           ? "below 0: pushes towards the corrupted behaviour"
           : "above 1: overshoots the clean behaviour",
       );

@@ -8,6 +8,7 @@ import { Disposer, h } from "./dom";
 import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
 import { modelLine } from "./modelline";
+import { PairControls } from "./pairs";
 import { PathPanel } from "./paths";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
@@ -61,6 +62,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const controls = new Controls(store, d);
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
+  const pairs = new PairControls(store, d);
   const circuit = new CircuitPanel(store, d);
   const modelInfo = modelLine(model, d);
   const estimate = new EstimatePanel(store, d);
@@ -106,6 +108,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     modelInfo,
     controls.el,
     prompts.el,
+    pairs.el,
     error,
     crumbs,
     alternatives,
@@ -208,7 +211,13 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
         break;
       case "prompts":
         prompts.update();
+        pairs.update();
         renderStatus();
+        break;
+      case "pair":
+        prompts.update();
+        pairs.update();
+        heatmap.schedule();
         break;
       case "status":
         renderStatus();

@@ -26,6 +26,8 @@ export interface PanelPaint {
   highlightCols: Set<number>;
   inCircuit: (c: ComponentSpec) => boolean;
   focus: { r: number; c: number } | null;
+  /** Cells drawn pale: their interval over pairs includes 0. */
+  dimmed?: Set<number>;
 }
 
 export function paintPanel(ctx: CanvasRenderingContext2D, p: PanelPaint, theme: Theme): void {
@@ -39,8 +41,11 @@ export function paintPanel(ctx: CanvasRenderingContext2D, p: PanelPaint, theme: 
 function paintCells(ctx: CanvasRenderingContext2D, p: PanelPaint, theme: Theme): void {
   const { nRows, nCols } = p.grid;
   const image = ctx.createImageData(nCols, nRows);
+  const background = theme.dark ? 48 : 255;
   for (let i = 0; i < nRows * nCols; i++) {
-    const [r, gr, b] = divergingColor(p.values[i], p.max, theme.dark);
+    let [r, gr, b] = divergingColor(p.values[i], p.max, theme.dark);
+    if (p.dimmed?.has(i))
+      [r, gr, b] = [r, gr, b].map((x) => Math.round(x + (background - x) * 0.75));
     image.data.set([r, gr, b, 255], 4 * i);
   }
   const off = document.createElement("canvas");

@@ -17,9 +17,20 @@ export function pairDiffs(p: PromptState, pair: number): number[] {
   return clean.flatMap((t, i) => (t !== corrupted[i] ? [i] : []));
 }
 
-/** Position labels of `pair` as the kernel writes them for pair 1: "5: Kate" or "5: Kate/Henry". */
+/** The heatmap columns (positions on the view's axis) that differ in `pair`: with named
+ * positions, the names whose token differs in that pair. */
+export function pairDiffColumns(p: PromptState, pair: number): number[] {
+  const named = Object.values(p.named_positions ?? {});
+  if (!named.length) return pairDiffs(p, pair);
+  const diffs = new Set(pairDiffs(p, pair));
+  return named.flatMap((where, k) => (diffs.has(where[pair]) ? [k] : []));
+}
+
+/** Position labels of `pair` as the kernel writes them for pair 1: "5: Kate" or "5: Kate/Henry"
+ * (named positions: the names, the same for every pair). */
 export function pairPositionLabels(p: PromptState, pair: number): string[] {
-  if (pair === 0 || !p.clean_tokens[pair]) return p.position_labels;
+  if (pair === 0 || !p.clean_tokens[pair] || Object.keys(p.named_positions ?? {}).length)
+    return p.position_labels;
   const corrupted = p.corrupted_tokens[pair] ?? [];
   return p.clean_tokens[pair].map((c, i) =>
     corrupted[i] === undefined || corrupted[i] === c ? `${i}: ${c}` : `${i}: ${c}/${corrupted[i]}`,
@@ -32,6 +43,7 @@ function chips(
   tokens: string[],
   diffs: Set<number>,
   unknown: boolean[],
+  names: Map<number, string>,
   testid: string,
 ): HTMLElement {
   return h(
@@ -39,10 +51,11 @@ function chips(
     { class: "pw-tokens", "data-testid": testid },
     ...tokens.map((t, i) =>
       h("span", {
-        class: `pw-token${diffs.has(i) ? " pw-diff" : ""}${unknown[i] ? " pw-unknown" : ""}`,
+        class: `pw-token${diffs.has(i) ? " pw-diff" : ""}${unknown[i] ? " pw-unknown" : ""}${names.has(i) ? " pw-named" : ""}`,
         "data-pos": i,
         "data-unknown": unknown[i] ? "true" : undefined,
-        title: `position ${i}${diffs.has(i) ? " · differs between clean and corrupted" : ""}${unknown[i] ? ` · ${UNKNOWN_TITLE}` : ""}`,
+        "data-name": names.get(i),
+        title: `position ${i}${names.has(i) ? ` (${names.get(i)})` : ""}${diffs.has(i) ? " · differs between clean and corrupted" : ""}${unknown[i] ? ` · ${UNKNOWN_TITLE}` : ""}`,
         text: showToken(t),
       }),
     ),
@@ -158,6 +171,11 @@ export class PromptsPanel {
   private renderTokens(p: PromptState): void {
     const pair = Math.min(this.store.pair, p.clean_tokens.length - 1);
     const diffs = new Set(pairDiffs(p, pair));
+    const names = new Map(
+      Object.entries(p.named_positions ?? {}).map(
+        ([name, where]) => [where[pair], name] as [number, string],
+      ),
+    );
     const [correct, incorrect] = p.answer_tokens[pair] ?? ["", ""];
     const unknown = p.unknown;
     const [unkCorrect, unkIncorrect] = unknown?.answers[pair] ?? [false, false];
@@ -197,7 +215,13 @@ export class PromptsPanel {
         "div",
         { class: "pw-token-row" },
         label,
-        chips(p.clean_tokens[pair] ?? [], diffs, unknown?.clean[pair] ?? [], "pw-tokens-clean"),
+        chips(
+          p.clean_tokens[pair] ?? [],
+          diffs,
+          unknown?.clean[pair] ?? [],
+          names,
+          "pw-tokens-clean",
+        ),
       ),
       h(
         "div",
@@ -207,6 +231,7 @@ export class PromptsPanel {
           p.corrupted_tokens[pair] ?? [],
           diffs,
           unknown?.corrupted[pair] ?? [],
+          names,
           "pw-tokens-corrupted",
         ),
       ),

@@ -108,6 +108,8 @@ export interface PromptState {
   corrupted_tokens: string[][];
   diff_positions: number[];
   position_labels: string[];
+  /** Each named position's token index per pair ({} when positions are token indices). */
+  named_positions?: Record<string, number[]>;
   answer_tokens: [string, string][];
   corruption: string;
   /** Per pair, per token: is it the tokenizer's unknown token (a word the model can't read)? */

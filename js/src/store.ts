@@ -55,7 +55,8 @@ export type Topic =
   | "status"
   | "message"
   | "path"
-  | "attention";
+  | "attention"
+  | "pair";
 type Listener = (topic: Topic) => void;
 
 const ENGINE_KINDS = new Set(["sweep", "circuit", "set_prompts"]);
@@ -80,6 +81,10 @@ export class Store {
   noisingAsDrop = false;
   /** The prompt pair (0-based) whose tokens are shown; every view that shows one pair uses it. */
   pair = 0;
+  /** Whether the heatmap shows that pair's values instead of the mean over pairs. */
+  pairMap = false;
+  /** Dim cells whose 95% interval (mean ± 1.96 standard errors over pairs) includes 0. */
+  dim = false;
   /** The cell last clicked and the view it was in (paths.ts builds "what feeds this?" on it). */
   picked: { comp: ComponentSpec; request: ViewRequest } | null = null;
   /** The last head's attention patterns (attention.ts): clean then corrupted, pairs × dest × src. */
@@ -162,6 +167,18 @@ export class Store {
     this.emit("settings");
   }
 
+  /** Show one pair's map (and tokens), or the mean over pairs (null). */
+  showPair(pair: number | null): void {
+    this.pairMap = pair !== null;
+    if (pair !== null) this.selectPair(pair);
+    this.emit("pair");
+  }
+
+  setDim(dim: boolean): void {
+    this.dim = dim;
+    this.emit("pair");
+  }
+
   selectPair(pair: number): void {
     const n = this.get("prompts")?.clean_tokens.length ?? 1;
     this.pair = Math.max(0, Math.min(n - 1, pair));
@@ -173,7 +190,12 @@ export class Store {
   settingChanged(key: "site" | "direction" | "metric" | "normalized"): void {
     if (key === "site") {
       const root = this.crumbs[0]?.request;
-      if (root?.kind !== "sweep" || root.site !== this.get("site") || this.crumbs.length > 1)
+      if (
+        !root ||
+        root.kind !== "sweep" ||
+        root.site !== this.get("site") ||
+        this.crumbs.length > 1
+      )
         this.runView(this.topRequest(), false);
     } else if (key === "direction") {
       if (this.current?.request.direction !== this.get("direction"))
@@ -398,6 +420,7 @@ export class Store {
         this.crumbs = [];
         this.activeViewId = null;
         this.circuitResult = null;
+        this.pairMap = false;
         this.pair = 0;
         this.finish(reply.id);
         this.emit("circuit");

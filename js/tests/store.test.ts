@@ -1,69 +1,8 @@
 import { describe, expect, it, vi } from "vitest";
 import widget from "../src/index";
-import type { ViewMeta, ViewRequest, WidgetState } from "../src/protocol";
+import type { ViewMeta, ViewRequest } from "../src/protocol";
 import { Store } from "../src/store";
-
-type Handler = (...args: unknown[]) => void;
-
-/** A stand-in for anywidget's model: records sent messages and listeners. */
-function fakeModel(overrides: Partial<WidgetState> = {}) {
-  const state: Record<string, unknown> = {
-    _model_key: Math.random().toString(36),
-    info: {},
-    sites: [
-      { name: "resid_pre", reason: null, help: "" },
-      { name: "head_by_pos", reason: null, help: "" },
-      { name: "neuron", reason: "not here", help: "" },
-    ],
-    directions: { denoising: null, noising: null },
-    prompts: {
-      clean: ["a b"],
-      corrupted: ["a c"],
-      answers: [[" x", " y"]],
-      clean_tokens: [["a", " b"]],
-      corrupted_tokens: [["a", " c"]],
-      diff_positions: [1],
-      position_labels: ["0: a", "1: b"],
-      answer_tokens: [[" x", " y"]],
-      corruption: "counterfactual prompts",
-    },
-    status: "idle",
-    result_meta: {},
-    result_bytes: null,
-    circuit_meta: {},
-    circuit_bytes: null,
-    site: "resid_pre",
-    direction: "denoising",
-    metric: "logit_diff",
-    normalized: true,
-    circuit: [],
-    ...overrides,
-  };
-  const listeners = new Map<string, Set<Handler>>();
-  const sent: Record<string, unknown>[] = [];
-  return {
-    sent,
-    listeners,
-    get: (k: string) => state[k],
-    // Like Backbone: a changed value fires `change:<key>` at once.
-    set: (k: string, v: unknown) => {
-      const changed = state[k] !== v;
-      state[k] = v;
-      if (changed) for (const fn of listeners.get(`change:${k}`) ?? []) fn();
-    },
-    save_changes: () => {},
-    send: (msg: Record<string, unknown>) => sent.push(msg),
-    on: (name: string, fn: Handler) => {
-      if (!listeners.has(name)) listeners.set(name, new Set());
-      listeners.get(name)!.add(fn);
-    },
-    off: (name: string, fn: Handler) => listeners.get(name)?.delete(fn),
-    emit: (name: string, ...args: unknown[]) => {
-      for (const fn of listeners.get(name) ?? []) fn(...args);
-    },
-    widget_manager: {} as never,
-  };
-}
+import { fakeModel } from "./fakeModel";
 
 const request: ViewRequest = {
   kind: "sweep",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ..datasets import load_dataset
 from .attribution_report import check_attribution_args, verify_summary
 from .quickstart import QUICKSTART_NAME, lab_command, quickstart_notebook
 from .report import summary, to_json, write_figure
@@ -115,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument(
         "--prompts",
         type=Path,
-        metavar="FILE.json",
-        help='a JSON file {"clean": [...], "corrupted": [...], '
-        '"answers": [["correct", "incorrect"], ...]}',
+        metavar="FILE",
+        help="a .csv or .json dataset, one pair per row: columns clean, corrupted, correct, "
+        "incorrect and one per named position (a token index or a word), e.g. IO,S2,END "
+        '(JSON: a list of rows, or {"clean": [...], "corrupted": [...], "answers": [...]})',
     )
     atp = sweep.add_argument_group("attribution patching (a first-order estimate, one pass)")
     atp.add_argument(
@@ -137,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = sweep.add_argument_group("restrict the sweep (comma-separated indices)")
     for axis in ("layers", "heads", "positions", "neurons"):
-        where.add_argument(f"--{axis}", type=_int_list, metavar="I,J,...", default=None)
+        kind = _position_list if axis == "positions" else _int_list
+        where.add_argument(f"--{axis}", type=kind, metavar="I,J,...", default=None)
     where.add_argument(
         "--receivers",
         type=_receivers,
@@ -310,13 +313,9 @@ def _own_prompts(args: argparse.Namespace) -> dict[str, Any] | None:
         if given:
             raise CliError(f"give --prompts or {', '.join(given)}, not both")
         try:
-            data = json.loads(args.prompts.read_text())
-        except json.JSONDecodeError as err:
-            raise CliError(f"{args.prompts} is not valid JSON: {err}") from err
-        if not isinstance(data, dict) or not {"clean", "corrupted", "answers"} <= set(data):
-            raise CliError(f'{args.prompts} must hold {{"clean", "corrupted", "answers"}}')
-        answers = [tuple(a) for a in data["answers"]]
-        return {"clean": data["clean"], "corrupted": data["corrupted"], "answers": answers}
+            return load_dataset(args.prompts)
+        except (OSError, ValueError, TypeError) as err:
+            raise CliError(f"--prompts {args.prompts}: {_one_line(err)}") from err
     if not given:
         return None
     missing = [f"--{k}" for k in ("clean", "corrupted", "answers") if not getattr(args, k)]
@@ -390,6 +389,12 @@ def _int_list(text: str) -> list[int]:
         return [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 0,2,5") from None
+
+
+def _position_list(text: str) -> list[int | str]:
+    """Token indices, or names of named positions (S2,END)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    return [int(p) if p.lstrip("-").isdigit() else p for p in parts]
 
 
 def _positive_int(text: str) -> int:

@@ -14,6 +14,11 @@ from ..jsondata import jsonable
 NEGLIGIBLE = 0.01  # effects below 1% of the clean-corrupted gap are not listed
 
 
+def _lengths(exp: Any) -> str:
+    shortest, longest = min(exp.prompts.lengths), max(exp.prompts.lengths)
+    return str(longest) if shortest == longest else f"{shortest}-{longest}"
+
+
 def strongest(res: Any, metric: str, normalized: bool, top: int) -> list[dict[str, Any]]:
     """The components whose patch moved the metric furthest from the unpatched base run
     (at most ``top``, none below 1% of the clean-corrupted gap)."""
@@ -66,7 +71,7 @@ def summary(
         f"model: {name} ({info['architecture']}, {info['n_layers']} layers x "
         f"{info['n_heads']} heads, d_model {info['d_model']}) on {info['device']}, "
         f"{info['dtype']}",
-        f"prompts: {exp.n_pairs} pairs of {exp.length} tokens; {about}",
+        f"prompts: {exp.n_pairs} pairs of {_lengths(exp)} tokens; {about}",
         f"  clean:     {exp.prompts.clean[0]!r} -> {answers[0]!r} (not {answers[1]!r})",
     ]
     if exp.prompts.corrupted:
@@ -130,6 +135,7 @@ def to_json(exp: Any, results: Sequence[Any], metric: str, normalized: bool) -> 
             "clean": list(exp.prompts.clean),
             "corrupted": list(exp.prompts.corrupted or []),
             "answers": [list(a) for a in exp.answer_tokens],
+            "named_positions": {k: list(v) for k, v in exp.named_positions.items()},
         },
         "baselines": {m: first.baselines(m) for m in METRICS},
         "baseline_readouts": {

@@ -27,6 +27,7 @@ class ExperimentSource:
     corrupted: tuple[str, ...]
     answers: tuple[tuple[str, str], ...]
     corruption_expr: str | None = None
+    positions: dict[str, list[int]] | None = None
     experiment_expr: str | None = None
 
 
@@ -99,6 +100,8 @@ def _experiment_lines(source: ExperimentSource) -> list[str]:
     lines += _list_arg("answers", [tuple(a) for a in source.answers])
     if source.corruption_expr:
         lines.append(f"    corruption={source.corruption_expr},")
+    if source.positions:
+        lines.append(f"    positions={source.positions!r},")
     lines += [")", ""]
     return lines
 

@@ -136,6 +136,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             "corrupted_tokens": exp.corrupted_tokens or exp.clean_tokens,
             "diff_positions": list(exp.diff_positions),
             "position_labels": list(exp.position_labels),
+            "named_positions": {k: list(v) for k, v in exp.named_positions.items()},
             "answer_tokens": [list(a) for a in exp.answer_tokens],
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
             "unknown": _unknown_flags(exp),

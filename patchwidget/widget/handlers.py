@@ -11,6 +11,7 @@ import time
 import warnings
 from typing import Any
 
+from ..positions import MARK
 from ..sites import kv_group, kv_head
 from .codegen import ExperimentSource, circuit_code, view_code
 from .estimates import run_estimate_view
@@ -267,6 +268,8 @@ class HandlersMixin:
                 corruption=old.corruption,
                 batch_size=old.batch_size,
                 memory_budget=old.memory_budget,
+                # [NAME:word] marks in the edited prompts name their positions.
+                positions="marked" if any(MARK.search(p) for p in clean) else None,
             )
         except (ValueError, TypeError) as error:
             raise MessageError(str(error), _prompt_field(str(error))) from error
@@ -353,6 +356,7 @@ class HandlersMixin:
             corrupted=() if corruption is not None else tuple(self.prompts["corrupted"]),
             answers=tuple(tuple(a) for a in self.prompts["answers"]),
             corruption_expr=None if corruption is None else f"pw.{corruption!r}",
+            positions={k: list(v) for k, v in self.experiment.named_positions.items()} or None,
         )
 
 
