@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -133,7 +133,7 @@ class Experiment:
         self.named_positions: dict[str, tuple[int, ...]] = {}
         if spans is not None:
             self.named_positions = from_spans(self.tokenizer, clean_list, spans)
-        elif positions is not None:
+        elif positions is not None and not isinstance(positions, str):
             ids = self.prompts.clean_ids
             self.named_positions = resolve(self.tokenizer, clean_list, ids, positions)
         self._check_ragged(corruption)
@@ -326,9 +326,10 @@ class Experiment:
                 raise ValueError(
                     "path patching (receivers=...) is exact only: drop method=" + repr(method)
                 )
-            self._tokens_only("path patching")
+            self._tokens_only("path patching")  # so positions are token indices
+            token_positions = cast("Iterable[int] | None", positions)
             return path_sweep(
-                self, site, direction, receivers, layers, heads, positions,
+                self, site, direction, receivers, layers, heads, token_positions,
                 on_progress, cancel, progress,
             )  # fmt: skip
         check_method(method, qk_fix, grad_drop)

@@ -120,6 +120,7 @@ def gradient_pass(
                 if point == "block_in":
                     x_in = units
                 if point == "attn_contrib" and mid_key in keys:
+                    assert x_in is not None  # block_in is read whenever resid_mid is
                     base[mid_key] = nnsight.save((x_in + units).detach())
                     deltas[mid_key] = deltas[key]
                 if gate:

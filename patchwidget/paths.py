@@ -249,8 +249,8 @@ def patch_paths(
             )
         by_receiver.setdefault(receiver, set()).add(p.sender)
     groups: dict[frozenset[Component], list[Receiver]] = {}
-    for receiver, group in by_receiver.items():
-        groups.setdefault(frozenset(group), []).append(receiver)
+    for receiver, sending in by_receiver.items():
+        groups.setdefault(frozenset(sending), []).append(receiver)
     views, to_logits = [], None
     for i, (group, reached) in enumerate(groups.items()):
         send = tuple(exp._component_target(c) for c in sorted(group, key=_order))
@@ -291,14 +291,15 @@ def _check_sender_site(exp: Experiment, site: str, direction: str) -> None:
     exp._check_site(site, direction)
 
 
-def _receiver_target(exp: Experiment, r: Component) -> Target:
+def _receiver_target(exp: Experiment, r: Receiver) -> Target:
+    assert isinstance(r, Component), r  # the logits are no hook point: callers skip them
     if r.site == "mlp_in":
         return exp._component_target(Component("mlp_out", r.layer, pos=r.pos))
     return exp._component_target(r)
 
 
 def _masks(
-    exp: Experiment, sets: Sequence[Sequence[Sequence[Target]]], n_pairs: int
+    exp: Experiment, sets: Sequence[Sequence[Target]], n_pairs: int
 ) -> dict[tuple[str, int], torch.Tensor]:
     """(rows, pos, unit, 1) masks: set ``i`` fills rows ``i * n_pairs`` onwards."""
     masks: dict[tuple[str, int], np.ndarray] = {}

@@ -124,8 +124,8 @@ class PatchResult:
         """(low, high): a seeded percentile-bootstrap interval over pairs of every patch's mean;
         normalised intervals resample the baselines with the pairs."""
         per_pair = np.asarray(self.values(metric, per_pair=True))
-        baselines = self._baseline_values(metric) if normalized else (None, None)
-        low, high = spread.bootstrap_interval(per_pair, *baselines, level, n_resamples, seed)
+        clean, corrupted = self._baseline_values(metric) if normalized else (None, None)
+        low, high = spread.bootstrap_interval(per_pair, clean, corrupted, level, n_resamples, seed)
         return tuple(  # type: ignore[return-value]
             LabeledArray(x, self.axes, dict(self.coords), dict(self.labels)) for x in (low, high)
         )
