@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import pathlib
-import threading
-import time
-import traceback
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets as t
 
 from ..components import SITES
 from ..corruptions import Ablation
-from .handlers import HandlersMixin
-from .jobs import JobQueue
+from .handlers import RequestHandlers
 from .messages import Limits
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 
 
-class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
+class PatchingWidget(anywidget.AnyWidget):
     """Interactive patching of one Experiment: sweeps, drill-down, circuits, export.
 
     ``PatchingWidget(exp)``, or ``PatchingWidget(model, clean=..., corrupted=..., answers=...)``
@@ -33,7 +32,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
 
     _model_key = t.Unicode().tag(sync=True)  # finds the front end's per-model state
     info = t.Dict().tag(sync=True)
-    sites = t.List().tag(sync=True)
+    sites: t.List[dict[str, Any]] = t.List().tag(sync=True)
     directions = t.Dict().tag(sync=True)
     prompts = t.Dict().tag(sync=True)
     status = t.Unicode("idle").tag(sync=True)
@@ -46,7 +45,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     direction = t.Unicode("denoising").tag(sync=True)
     metric = t.Unicode("logit_diff").tag(sync=True)
     normalized = t.Bool(True).tag(sync=True)
-    circuit = t.List().tag(sync=True)
+    circuit: t.List[dict[str, Any]] = t.List().tag(sync=True)
 
     def __init__(self, experiment: Any, *, model_expr: str | None = None, **kwargs: Any) -> None:
         from ..experiment import Experiment
@@ -56,18 +55,16 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         elif kwargs:
             raise TypeError("pass either an Experiment or a model with prompt keywords, not both")
         super().__init__(_model_key=uuid.uuid4().hex)
-        self.experiment = experiment
+        self.experiment: Experiment = experiment
         self.result: Any = None
         self.results: list[Any] = []
-        self.history: list[dict[str, Any]] = []
+        self.circuit_checks: Any = None
         self.model_expr = model_expr or _model_expr(experiment)
-        self._jobs = JobQueue()
-        self._history_lock = threading.Lock()
-        self._views: dict[int, Any] = {}
-        self._describe_experiment()
+        self.describe_experiment()
         if self.directions["denoising"]:
             self.direction = "noising"  # the only direction an ablation supports
-        self.on_msg(self._on_message)
+        self._handlers = RequestHandlers(self)
+        self.on_msg(self._handlers.on_message)
 
     @classmethod
     def demo(cls, corruption: str = "flip_s2", **prompt_kwargs: Any) -> PatchingWidget:
@@ -75,16 +72,29 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         from ..demo import demo_model, demo_prompts
         from ..experiment import Experiment
 
-        exp = Experiment(demo_model(), **demo_prompts(corruption, **prompt_kwargs))
+        prompts: dict[str, Any] = demo_prompts(corruption, **prompt_kwargs)
+        exp = Experiment(demo_model(), **prompts)
         return cls(exp, model_expr="pw.demo_model()")
 
     def wait(self, timeout: float | None = 60) -> bool:
         """Block until the running job (if any) has finished; False on timeout."""
-        return self._jobs.wait(timeout)
+        return self._handlers.jobs.wait(timeout)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The latest requests from the browser (newest last), with their outcome."""
+        return self._handlers.log.entries
+
+    def close(self) -> None:
+        """Close the widget: its running sweep stops after the current batch, its views go."""
+        handlers = getattr(self, "_handlers", None)
+        if handlers is not None:
+            handlers.close()
+        super().close()
 
     # ---- state shown in the browser -------------------------------------------------------
 
-    def _describe_experiment(self) -> None:
+    def describe_experiment(self) -> None:
         exp = self.experiment
         self.info = dict(exp.info)
         available = exp.available_sites()
@@ -112,7 +122,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
         }
 
-    def _limits(self) -> Limits:
+    def limits(self) -> Limits:
         info = self.experiment.info
         return Limits(
             n_layers=int(info["n_layers"]),
@@ -121,47 +131,8 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             d_mlp=int(info["d_mlp"]),
         )
 
-    def _site_reasons(self) -> dict[str, str | None]:
+    def site_reasons(self) -> dict[str, str | None]:
         return {s["name"]: s["reason"] for s in self.sites}
-
-    # ---- messages -----------------------------------------------------------------------
-
-    def _reply(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
-        self.send(content, buffers=buffers)
-
-    def _record(self, request_id: int | None, kind: str, **fields: Any) -> dict[str, Any]:
-        entry = {
-            "id": request_id,
-            "kind": kind,
-            "site": None,
-            "direction": None,
-            "layers": None,
-            "heads": None,
-            "positions": None,
-            "status": "running",
-            "error": None,
-            "time": time.time(),
-        }
-        entry.update(fields)
-        with self._history_lock:
-            self.history.append(entry)
-        return entry
-
-    def _fail(self, entry: dict[str, Any], error: Exception, field: str | None = None) -> None:
-        entry.update(status="error", error=str(error))
-        self._reply(
-            {
-                "type": "error",
-                "id": entry["id"],
-                "kind": entry["kind"],
-                "message": str(error) or type(error).__name__,
-                "field": field,
-            }
-        )
-
-    def _internal_error(self, entry: dict[str, Any], error: Exception) -> None:
-        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        self._fail(entry, RuntimeError(f"{entry['kind']} failed: {detail}"))
 
 
 def _model_expr(experiment: Any) -> str:

@@ -1,4 +1,4 @@
-"""Handlers of the front end's requests (see js/PROTOCOL.md); mixed into PatchingWidget.
+"""Handlers of the front end's requests (see js/PROTOCOL.md), composed into PatchingWidget.
 
 Engine work (sweeps, circuits, new prompts) runs in a worker thread through ``JobQueue``; the rest
 answers at once. Every request gets exactly one final reply carrying its id.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pathlib
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .codegen import ExperimentSource, circuit_code, view_code
-from .jobs import Job
+from .jobs import Job, JobQueue
 from .messages import (
     ComponentSpec,
     MessageError,
@@ -22,41 +23,70 @@ from .messages import (
     parse_prompt_text,
     parse_view,
     require_id,
+    require_object,
 )
-from .views import ViewData, circuit_payload
+from .requests import RequestLog, short_repr
+from .views import KeptViews, ViewData, circuit_payload
+
+if TYPE_CHECKING:
+    from .core import PatchingWidget
 
 PROGRESS_INTERVAL_S = 0.2
-MAX_KEPT_VIEWS = 32
+Entry = dict[str, Any]
+Handler = Callable[[int, dict[str, Any], Entry], None]
 
 
-class HandlersMixin:
-    """Message dispatch; expects the attributes PatchingWidget sets up."""
+class RequestHandlers:
+    """Answers one widget's requests; owns its job queue, request log and kept views."""
 
-    def _on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+    def __init__(self, widget: PatchingWidget) -> None:
+        self.widget = widget
+        self.jobs = JobQueue()
+        self.log = RequestLog(widget.send)
+        self.views = KeptViews()
+        self._handlers: dict[str, Handler] = {
+            "sweep": self._handle_sweep,
+            "circuit": self._handle_circuit,
+            "set_prompts": self._handle_set_prompts,
+            "cancel": self._handle_cancel,
+            "copy_code": self._handle_copy_code,
+            "save_figure": self._handle_save_figure,
+        }
+
+    def on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+        """Entry point of every custom message; nothing escapes, exactly one final reply."""
         request_id = None
         try:
             request_id = require_id(content)
             kind = message_type(content)
         except MessageError as error:
-            entry = self._record(request_id, "invalid")
-            self._fail(entry, error, error.field)
+            self.log.fail(self.log.record(request_id, "invalid"), error, error.field)
             return
-        handler = getattr(self, f"_handle_{kind}", None) if kind in HANDLED else None
-        entry = self._record(request_id, kind if handler else "invalid")
+        except Exception as error:  # e.g. a pathologically nested message
+            self.log.internal_error(self.log.record(request_id, "invalid"), error)
+            return
+        handler = self._handlers.get(kind)
+        entry = self.log.record(request_id, kind if handler else "invalid")
         if handler is None:
-            self._fail(entry, MessageError(f"unknown request type {kind!r}", "type"), "type")
+            message = f"unknown request type {short_repr(kind)}"
+            self.log.fail(entry, MessageError(message, "type"), "type")
             return
         try:
             handler(request_id, content, entry)
         except MessageError as error:
-            self._fail(entry, error, error.field)
+            self.log.fail(entry, error, error.field)
         except Exception as error:
-            self._internal_error(entry, error)
+            self.log.internal_error(entry, error)
+
+    def close(self) -> None:
+        """Stop the running job and drop what this widget keeps (the widget was closed)."""
+        self.jobs.close()
+        self.views.clear()
 
     # ---- engine jobs ----------------------------------------------------------------------
 
-    def _handle_sweep(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
-        request = parse_view(msg, self._limits(), self._site_reasons())
+    def _handle_sweep(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        request = self._view_request(msg)
         entry.update(
             kind="sweep",
             site=request.site if request.kind == "sweep" else "head_parts",
@@ -65,20 +95,25 @@ class HandlersMixin:
             heads=_maybe_list(request.heads),
             positions=_maybe_list(request.positions),
         )
-        self._submit(
-            Job(request_id, "sweep"), entry, lambda job: self._run_view(job, request, entry)
-        )
 
-    def _handle_circuit(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
-        specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
+        def work(job: Job) -> None:
+            # Checked again: a prompt change queued before this sweep may have changed the sizes.
+            self._run_view(job, self._view_request(msg), entry)
+
+        self._submit(Job(request_id, "sweep"), entry, work)
+
+    def _handle_circuit(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        raw = msg.get("components")
+        parse_components(raw, self.widget.limits(), self.widget.site_reasons())  # fail fast
         entry.update(direction="both")
-        self._submit(
-            Job(request_id, "circuit"), entry, lambda job: self._run_circuit(job, specs, entry)
-        )
 
-    def _handle_set_prompts(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+        def work(job: Job) -> None:
+            checked = parse_components(raw, self.widget.limits(), self.widget.site_reasons())
+            self._run_circuit(job, checked, entry)
+
+        self._submit(Job(request_id, "circuit"), entry, work)
+
+    def _handle_set_prompts(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         clean, corrupted, answers = parse_prompt_text(msg)
         self._submit(
             Job(request_id, "set_prompts"),
@@ -86,35 +121,48 @@ class HandlersMixin:
             lambda job: self._run_set_prompts(job, clean, corrupted, answers, entry),
         )
 
-    def _submit(self, job: Job, entry: dict[str, Any], work: Any) -> None:
-        self.status = "running"
-        self._jobs.submit(job, lambda j: self._guarded(j, entry, work))
+    def _view_request(self, msg: dict[str, Any]) -> ViewRequest:
+        request = parse_view(msg, self.widget.limits(), self.widget.site_reasons())
+        for direction in request.directions:
+            reason = self.widget.directions.get(direction)
+            if reason:
+                raise MessageError(
+                    f"direction {direction!r} is not available: {reason}", "direction"
+                )
+        return request
 
-    def _guarded(self, job: Job, entry: dict[str, Any], work: Any) -> None:
+    def _submit(self, job: Job, entry: Entry, work: Callable[[Job], None]) -> None:
+        try:
+            self.jobs.submit(job, lambda j: self._guarded(j, entry, work))
+        except RuntimeError as error:
+            raise MessageError(str(error)) from None
+        self.widget.status = "running"
+
+    def _guarded(self, job: Job, entry: Entry, work: Callable[[Job], None]) -> None:
         try:
             if job.superseded:
                 self._superseded(job, entry)
             else:
                 work(job)
         except MessageError as error:
-            self._fail(entry, error, error.field)
+            self.log.fail(entry, error, error.field)
         except Exception as error:
-            self._internal_error(entry, error)
+            self.log.internal_error(entry, error)
         finally:
-            if self._jobs.is_current(job) or self._jobs.current is None:
-                self.status = "idle"
+            if not self.jobs.has_pending():
+                self.widget.status = "idle"
 
-    def _superseded(self, job: Job, entry: dict[str, Any]) -> None:
+    def _superseded(self, job: Job, entry: Entry) -> None:
         entry.update(status="superseded")
-        self._reply({"type": "superseded", "id": job.id})
+        self.log.reply({"type": "superseded", "id": job.id})
 
-    def _run_view(self, job: Job, request: ViewRequest, entry: dict[str, Any]) -> None:
-        exp = self.experiment
+    def _run_view(self, job: Job, request: ViewRequest, entry: Entry) -> None:
+        exp = self.widget.experiment
         view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens))
         sweeps = _sweep_calls(request, self._kv_group())
         last_sent = [0.0]
         totals: list[int] = []
-        self._reply({"type": "started", "id": job.id, "kind": "sweep"})
+        self.log.reply({"type": "started", "id": job.id, "kind": "sweep"})
 
         for index, (direction, site, kwargs) in enumerate(sweeps):
             if job.cancel.is_set():
@@ -138,7 +186,7 @@ class HandlersMixin:
                 now = time.monotonic()
                 if now - last_sent[0] >= PROGRESS_INTERVAL_S and not job.superseded:
                     last_sent[0] = now
-                    self._reply(
+                    self.log.reply(
                         {"type": "progress", "id": job.id, "meta": view.meta("running")},
                         [view.buffer()],
                     )
@@ -162,25 +210,23 @@ class HandlersMixin:
         if view.ready:
             self._publish_view(view, status)
         else:
-            self._reply({"type": "result", "id": job.id, "meta": None, "status": status})
+            self.log.reply({"type": "result", "id": job.id, "meta": None, "status": status})
         entry.update(status=status)
 
     def _publish_view(self, view: ViewData, status: str) -> None:
         meta, buffer = view.meta(status), view.buffer()
-        self.result = view.results[0][2] if view.results else None
-        self.results = [r for *_, r in view.results]
-        self._views[view.id] = view
-        for old in list(self._views)[:-MAX_KEPT_VIEWS]:
-            del self._views[old]
-        with self.hold_sync():
-            self.result_meta = meta
-            self.result_bytes = buffer
-        self._reply({"type": "result", "id": view.id, "meta": meta, "status": status}, [buffer])
+        self.widget.result = view.results[0][2] if view.results else None
+        self.widget.results = [r for *_, r in view.results]
+        self.views.keep(view, len(buffer))
+        with self.widget.hold_sync():
+            self.widget.result_meta = meta
+            self.widget.result_bytes = buffer
+        self.log.reply({"type": "result", "id": view.id, "meta": meta, "status": status}, [buffer])
 
-    def _run_circuit(self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any]) -> None:
+    def _run_circuit(self, job: Job, specs: list[ComponentSpec], entry: Entry) -> None:
         from ..components import Component
 
-        self._reply({"type": "started", "id": job.id, "kind": "circuit"})
+        self.log.reply({"type": "started", "id": job.id, "kind": "circuit"})
         group = self._kv_group()
         components = [
             Component(
@@ -192,7 +238,7 @@ class HandlersMixin:
             )
             for s in specs
         ]
-        checks = self.experiment.circuit(components)
+        checks = self.widget.experiment.circuit(components)
         if job.superseded:
             self._superseded(job, entry)
             return
@@ -200,12 +246,12 @@ class HandlersMixin:
             {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
         ]
         meta, buffer = circuit_payload(job.id, as_json, checks.results)
-        with self.hold_sync():
-            self.circuit_meta = meta
-            self.circuit_bytes = buffer
-        self.circuit_checks = checks
+        with self.widget.hold_sync():
+            self.widget.circuit_meta = meta
+            self.widget.circuit_bytes = buffer
+        self.widget.circuit_checks = checks
         entry.update(status="done")
-        self._reply({"type": "circuit_result", "id": job.id, "meta": meta}, [buffer])
+        self.log.reply({"type": "circuit_result", "id": job.id, "meta": meta}, [buffer])
 
     def _run_set_prompts(
         self,
@@ -213,11 +259,11 @@ class HandlersMixin:
         clean: list[str],
         corrupted: list[str],
         answers: list[tuple[str, str]],
-        entry: dict[str, Any],
+        entry: Entry,
     ) -> None:
         from ..experiment import Experiment
 
-        old = self.experiment
+        old = self.widget.experiment
         try:
             exp = Experiment(
                 old.model,
@@ -234,54 +280,54 @@ class HandlersMixin:
         if job.superseded:
             self._superseded(job, entry)
             return
-        self.experiment = exp
-        self.result, self.results = None, []
-        with self.hold_sync():
-            self._describe_experiment()
-            self.result_meta, self.result_bytes = {}, b""
-            self.circuit_meta, self.circuit_bytes = {}, b""
+        self.widget.experiment = exp
+        self.widget.result, self.widget.results = None, []
+        with self.widget.hold_sync():
+            self.widget.describe_experiment()
+            self.widget.result_meta, self.widget.result_bytes = {}, b""
+            self.widget.circuit_meta, self.widget.circuit_bytes = {}, b""
         entry.update(status="done")
-        self._reply({"type": "prompts_set", "id": job.id})
+        self.log.reply({"type": "prompts_set", "id": job.id})
 
     # ---- immediate requests ---------------------------------------------------------------
 
-    def _handle_cancel(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
-        job = self._jobs.cancel()
+    def _handle_cancel(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        job = self.jobs.current
         entry.update(status="done")
         if job is None:
-            self._reply({"type": "ack", "id": request_id, "message": "nothing is running"})
-        else:
-            self._reply(
-                {
-                    "type": "ack",
-                    "id": request_id,
-                    "message": f"cancelling {job.id}",
-                    "target": job.id,
-                }
-            )
+            self.log.reply({"type": "ack", "id": request_id, "message": "nothing is running"})
+            return
+        if job.kind != "sweep":
+            # A circuit check is a few runs that can't stop half-way; a prompt edit is never lost.
+            what = "a circuit check" if job.kind == "circuit" else "a prompt change"
+            message = f"{what} can't be cancelled; it finishes by itself"
+            self.log.reply({"type": "ack", "id": request_id, "message": message, "target": None})
+            return
+        self.jobs.cancel()
+        self.log.reply(
+            {"type": "ack", "id": request_id, "message": f"cancelling {job.id}", "target": job.id}
+        )
 
-    def _handle_copy_code(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+    def _handle_copy_code(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         source = self._source()
         if msg.get("what") == "circuit":
-            specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
+            limits, reasons = self.widget.limits(), self.widget.site_reasons()
+            specs = parse_components(msg.get("components"), limits, reasons)
             code = circuit_code(source, [vars(s) for s in specs])
         else:
-            request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
+            view = require_object(msg.get("view"), "view")
+            request = parse_view(view, self.widget.limits(), self.widget.site_reasons())
             metric, normalized = parse_metric(msg)
             code = view_code(source, request.to_json(), metric, normalized, self._kv_group())
         entry.update(status="done")
-        self._reply({"type": "code", "id": request_id, "code": code})
+        self.log.reply({"type": "code", "id": request_id, "code": code})
 
-    def _handle_save_figure(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+    def _handle_save_figure(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         from matplotlib.figure import Figure
 
         metric, normalized = parse_metric(msg)
         view_id = msg.get("view_id")
-        view = self._views.get(view_id) if isinstance(view_id, int) else None
+        view = self.views.get(view_id)
         if view is None or not view.results:
             raise MessageError("that view is not in this kernel any more: run it again", "view_id")
         results = view.results
@@ -294,35 +340,32 @@ class HandlersMixin:
         path = pathlib.Path.cwd() / f"patchwidget-{view.request.site}-{metric}-{stamp}.png"
         fig.savefig(path, dpi=150)
         entry.update(status="done")
-        self._reply({"type": "saved", "id": request_id, "path": str(path)})
+        self.log.reply({"type": "saved", "id": request_id, "path": str(path)})
 
     # ---- helpers --------------------------------------------------------------------------
 
     def _kv_group(self) -> int:
-        info = self.experiment.info
+        info = self.widget.experiment.info
         n_kv = info.get("n_kv_heads") or info["n_heads"]
         return max(1, int(info["n_heads"]) // int(n_kv))
 
     def _source(self) -> ExperimentSource:
-        exp = self.experiment
+        exp = self.widget.experiment
         corruption = exp.corruption
         return ExperimentSource(
-            model_expr=self.model_expr,
-            clean=tuple(self.prompts["clean"]),
-            corrupted=() if corruption is not None else tuple(self.prompts["corrupted"]),
-            answers=tuple(tuple(a) for a in self.prompts["answers"]),
+            model_expr=self.widget.model_expr,
+            clean=tuple(self.widget.prompts["clean"]),
+            corrupted=() if corruption is not None else tuple(self.widget.prompts["corrupted"]),
+            answers=tuple(tuple(a) for a in self.widget.prompts["answers"]),
             corruption_expr=None if corruption is None else f"pw.{corruption!r}",
         )
-
-
-HANDLED = ("sweep", "circuit", "set_prompts", "cancel", "copy_code", "save_figure")
 
 
 def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:
     """(direction, site, keyword arguments) of each engine sweep the view needs."""
     from ..components import HEAD_PART_SITES
 
-    base = {
+    base: dict[str, Any] = {
         k: list(v)
         for k, v in (
             ("layers", request.layers),
@@ -332,14 +375,14 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
         )
         if v is not None
     }
-    calls = []
+    calls: list[tuple[str, str, dict[str, Any]]] = []
     for direction in request.directions:
         if request.kind == "sweep":
             calls.append((direction, request.site, base))
             continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)
-            kwargs["heads"] = [_engine_head(site, request.heads[0], kv_group)]
+            kwargs["heads"] = [_engine_head(site, request.drilled_head[1], kv_group)]
             calls.append((direction, site, kwargs))
     return calls
 

@@ -55,6 +55,13 @@ class ViewRequest:
     def directions(self) -> tuple[str, ...]:
         return DIRECTIONS if self.direction == "both" else (self.direction,)
 
+    @property
+    def drilled_head(self) -> tuple[int, int]:
+        """(layer, query head) of a ``head_parts`` request."""
+        if self.layers is None or self.heads is None:
+            raise ValueError("not a head drill-down")
+        return self.layers[0], self.heads[0]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -84,6 +91,12 @@ def require_id(msg: Any) -> int:
     if not isinstance(msg, dict):
         raise MessageError(f"a message must be an object, got {type(msg).__name__}")
     return _int(msg.get("id"), "id", 0, 2**53)
+
+
+def require_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MessageError(f"'{name}' must be an object, got {type(value).__name__}", name)
+    return value
 
 
 def message_type(msg: dict[str, Any]) -> str:

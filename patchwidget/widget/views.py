@@ -19,6 +19,7 @@ from .messages import ViewRequest
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
+MAX_KEPT_BYTES = 256 * 2**20
 
 
 class ViewData:
@@ -70,7 +71,8 @@ class ViewData:
                 "pos": list(result.labels["pos"]),
             }
             self.coords = {"site": list(HEAD_PART_SITES), "pos": list(result.coords["pos"])}
-            self.fixed = {"layer": self.request.layers[0], "head": self.request.heads[0]}
+            layer, head = self.request.drilled_head
+            self.fixed = {"layer": layer, "head": head}
         else:
             self.axes = list(result.axes)
             self.shape = list(readouts.shape[:-2])
@@ -144,3 +146,29 @@ def circuit_payload(
         "fields": list(READOUT_FIELDS),
     }
     return meta, b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
+
+
+class KeptViews:
+    """Finished views kept for figures, newest last, within ``MAX_KEPT_BYTES`` (the newest is
+    always kept, however large)."""
+
+    def __init__(self, max_bytes: int = MAX_KEPT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._views: dict[int, tuple[ViewData, int]] = {}
+
+    def keep(self, view: ViewData, n_bytes: int) -> None:
+        self._views.pop(view.id, None)
+        self._views[view.id] = (view, n_bytes)
+        while len(self._views) > 1 and self.total_bytes > self.max_bytes:
+            del self._views[next(iter(self._views))]
+
+    def get(self, view_id: Any) -> ViewData | None:
+        kept = self._views.get(view_id) if isinstance(view_id, int) else None
+        return None if kept is None else kept[0]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(n for _, n in self._views.values())
+
+    def clear(self) -> None:
+        self._views.clear()
