@@ -8,6 +8,7 @@ from .components import SITES, Component
 from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAblation
 from .experiment import Experiment
 from .metrics import METRICS
+from .modellock import model_lock
 from .models import load_model
 from .readouts import READOUT_FIELDS
 from .result import LabeledArray, PatchResult
@@ -28,6 +29,7 @@ __all__ = [
     "ZeroAblation",
     "__version__",
     "load_model",
+    "model_lock",
     "register_architecture",
 ]
 

@@ -27,8 +27,10 @@ class PatchingWidget(anywidget.AnyWidget):
     with any other ``pw.Experiment`` keyword, or ``PatchingWidget.demo()``.
     """
 
-    _esm = STATIC / "widget.js"
-    _css = STATIC / "widget.css"
+    # The bundle's text, not its path: anywidget ties every instance to a path's file watcher
+    # for good, so closed widgets (and their experiments) could never be freed.
+    _esm = (STATIC / "widget.js").read_text(encoding="utf-8")
+    _css = (STATIC / "widget.css").read_text(encoding="utf-8")
 
     _model_key = t.Unicode().tag(sync=True)  # finds the front end's per-model state
     info = t.Dict().tag(sync=True)

@@ -292,7 +292,7 @@ class RequestHandlers:
     # ---- immediate requests ---------------------------------------------------------------
 
     def _handle_cancel(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
-        job = self.jobs.current
+        job = self.jobs.latest
         entry.update(status="done")
         if job is None:
             self.log.reply({"type": "ack", "id": request_id, "message": "nothing is running"})
@@ -303,7 +303,7 @@ class RequestHandlers:
             message = f"{what} can't be cancelled; it finishes by itself"
             self.log.reply({"type": "ack", "id": request_id, "message": message, "target": None})
             return
-        self.jobs.cancel()
+        job.cancel.set()  # the engine stops after its current batch
         self.log.reply(
             {"type": "ack", "id": request_id, "message": f"cancelling {job.id}", "target": job.id}
         )

@@ -46,10 +46,10 @@ class JobQueue:
         self._closed = False
 
     @property
-    def current(self) -> Job | None:
-        """The running job, or the last queued one when none runs."""
+    def latest(self) -> Job | None:
+        """The job submitted last, queued or running; None when idle."""
         with self._lock:
-            return self._current or (self._pending[-1][0] if self._pending else None)
+            return self._pending[-1][0] if self._pending else self._current
 
     def submit(self, job: Job, work: Work) -> None:
         """Queue ``work(job)``; earlier sweeps and circuit checks are superseded."""
@@ -65,14 +65,6 @@ class JobQueue:
                     target=self._drain, name="patchwidget-jobs", daemon=True
                 )
                 self._worker.start()
-
-    def cancel(self) -> Job | None:
-        """Ask the running job to stop after its current batch; returns it (None if idle)."""
-        with self._lock:
-            job = self._current
-        if job is not None:
-            job.cancel.set()
-        return job
 
     def close(self) -> None:
         """Supersede every job and accept no more (the widget was closed)."""
