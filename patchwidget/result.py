@@ -120,12 +120,19 @@ class PatchResult:
         return pd.DataFrame(columns)
 
     def plot(
-        self, metric: str = "logit_diff", normalized: bool = True, ax: Any = None, title: str = ""
+        self,
+        metric: str = "logit_diff",
+        normalized: bool = True,
+        ax: Any = None,
+        title: str = "",
+        scale: str | float = "auto",
     ) -> Any:
-        """A matplotlib heatmap (diverging, centred on 0, never clipped); returns the figure."""
+        """A matplotlib heatmap (diverging, centred on 0) titled with its largest effect;
+        returns the figure. ``scale``: ``"auto"`` (±1 = the whole gap when normalised, else the
+        largest |value|), ``"gap"``, ``"fit"`` or a number; values beyond it are circled."""
         from .plotting import plot_result
 
-        return plot_result(self, metric, normalized, ax=ax, title=title)
+        return plot_result(self, metric, normalized, ax=ax, title=title, scale=scale)
 
     def save(self, path: str | Path) -> Path:
         """Write to a ``.npz`` file; load with ``PatchResult.load``."""

@@ -30,9 +30,11 @@ from tests.test_widget_protocol import (
 
 def test_closed_widgets_are_freed() -> None:
     refs = []
-    for i in range(30):
+    for _ in range(30):
         w = make_widget()
-        send(w, {"type": "sweep", "id": 1, "site": "attn_out", "direction": "noising", "layers": [0]})
+        send(
+            w, {"type": "sweep", "id": 1, "site": "attn_out", "direction": "noising", "layers": [0]}
+        )
         assert final(w, 1)["status"] == "done"
         w.close()
         refs.append((weakref.ref(w), weakref.ref(w.experiment)))
@@ -103,7 +105,7 @@ def test_several_widgets_and_experiments_share_one_model() -> None:
                 found["sweep"] = other.sweep("resid_pre", progress=False)
                 with pw.model_lock(model), model.trace("When Mary and John went"):
                     found["trace"] = model.output.logits.save()
-        except BaseException as error:  # noqa: BLE001  (reported by the assertion below)
+        except BaseException as error:  # reported by the assertion below
             errors.append(error)
 
     for i, w in enumerate(widgets):

@@ -25,6 +25,7 @@ export class CircuitPanel {
   readonly el: HTMLElement;
   private list: HTMLElement;
   private patch: HTMLButtonElement;
+  private copy: HTMLButtonElement;
   private result: HTMLElement;
 
   constructor(
@@ -34,17 +35,19 @@ export class CircuitPanel {
     this.list = h("ul", { class: "pw-circuit-list", "data-testid": "pw-circuit-list" });
     this.patch = h("button", { class: "pw-button", "data-testid": "pw-patch-circuit", type: "button", text: "Patch circuit" });
     const clear = h("button", { class: "pw-button", type: "button", text: "Clear" });
+    this.copy = h("button", { class: "pw-button", "data-testid": "pw-copy-circuit-code", type: "button", text: "Copy code", title: "Python that checks this circuit" });
     this.result = h("div", { class: "pw-circuit-result", "data-testid": "pw-circuit-result" });
     this.el = h(
       "section",
       { class: "pw-circuit" },
       h("div", { class: "pw-row" }, h("strong", { text: "Circuit" }), h("span", { class: "pw-hint", text: "shift-click cells (or Shift+Enter) to collect components" })),
       this.list,
-      h("div", { class: "pw-row" }, this.patch, clear),
+      h("div", { class: "pw-row" }, this.patch, clear, this.copy),
       this.result,
     );
     d.listen(this.patch, "click", () => this.store.patchCircuit());
-    d.listen(clear, "click", () => this.store.set("circuit", []));
+    d.listen(clear, "click", () => this.store.setCircuit([]));
+    d.listen(this.copy, "click", () => this.store.copyCircuitCode());
     d.listen<MouseEvent>(this.list, "click", (e) => {
       const key = (e.target as HTMLElement).closest<HTMLElement>("[data-remove]")?.dataset.remove;
       const comp = this.store.get("circuit").find((c) => componentKey(c) === key);
@@ -66,6 +69,7 @@ export class CircuitPanel {
       ),
     );
     this.patch.disabled = circuit.length === 0;
+    this.copy.disabled = circuit.length === 0;
     this.renderResult();
   }
 

@@ -40,6 +40,7 @@ export function describeComponent(c: ComponentSpec, positionLabels: string[]): s
   const words = SITE_WORDS[c.site] ?? c.site;
   let text = `${words} L${c.layer}`;
   if (c.head !== undefined) text += ` H${c.head}`;
+  if (c.kv_head !== undefined) text += ` KV${c.kv_head}`;
   if (c.neuron !== undefined) text += ` neuron ${c.neuron}`;
   if (c.pos !== undefined) text += ` at position ${positionLabels[c.pos] ?? c.pos}`;
   else if (c.site.startsWith("head")) text += ", all positions";

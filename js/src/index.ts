@@ -30,12 +30,16 @@ function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
   const onPrompts = () => store.emit("prompts");
   const onSites = () => store.emit("settings");
   const onCircuit = () => store.emit("circuit");
+  // Settings change from a control here or from Python (`w.site = ...`): views follow either way.
+  const settings = (["site", "direction", "metric", "normalized"] as const).map((key) => [`change:${key}`, () => store.settingChanged(key)] as const);
+  for (const [name, fn] of settings) model.on(name, fn);
   model.on("msg:custom", onMessage);
   model.on("change:prompts", onPrompts);
   model.on("change:sites", onSites);
   model.on("change:directions", onSites);
   model.on("change:circuit", onCircuit);
   return () => {
+    for (const [name, fn] of settings) model.off(name, fn);
     model.off("msg:custom", onMessage);
     model.off("change:prompts", onPrompts);
     model.off("change:sites", onSites);
@@ -139,7 +143,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   renderCrumbs();
   renderStatus();
   heatmap.update();
-  store.autoRun(controls.topRequest());
+  store.autoRun(store.topRequest());
   return () => {
     d.dispose();
     el.replaceChildren();

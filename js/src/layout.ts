@@ -1,5 +1,5 @@
 // How a view's axes map onto a 2-D grid, and where the grid's cells sit on the canvas.
-import type { ComponentSpec, ViewMeta } from "./protocol";
+import { KV_SITES, type ComponentSpec, type ViewMeta } from "./protocol";
 import { cellCount } from "./decode";
 
 /** Rows are the product of every axis but the last; columns are the last axis. */
@@ -64,6 +64,9 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
       const idx = rowIndex(r);
       rowAxes.forEach((a, k) => assign(comp, a, meta.coords[a]?.[idx[k]] ?? idx[k]));
       assign(comp, colAxis, meta.coords[colAxis]?.[c] ?? c);
+      // Keep only the head index space the site uses (a head drill-down fixes both).
+      if (KV_SITES.has(comp.site)) delete comp.head;
+      else delete comp.kv_head;
       return comp;
     },
   };
@@ -71,7 +74,7 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
 
 function assign(comp: ComponentSpec, axis: string, value: number | string): void {
   if (axis === "site") comp.site = String(value);
-  else if (axis === "layer" || axis === "head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
+  else if (axis === "layer" || axis === "head" || axis === "kv_head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
 }
 
 /** Cell geometry in CSS px: cell (r, c) spans x0 + c*cw .. x0 + (c+1)*cw, same for rows. */
@@ -98,12 +101,14 @@ export function gridGeometry(width: number, grid: Pick<GridLayout, "nRows" | "nC
   const longestCol = Math.max(1, ...grid.colLabels.slice(0, 500).map((s) => s.length));
   const rotateColLabels = longestCol * 6.5 > cw - 4;
   const y0 = cw >= 9 ? (rotateColLabels ? Math.min(90, 12 + longestCol * 5.5) : 22) : 20;
+  // Rotated column labels lean right: leave room so the last one is not clipped.
+  const padRight = rotateColLabels && cw >= 9 ? Math.max(8, Math.min(120, longestCol * 3.6 - cw / 2)) : 8;
   return {
     x0,
     y0,
     cw,
     ch,
-    width: x0 + cw * grid.nCols + 8,
+    width: x0 + cw * grid.nCols + padRight,
     height: y0 + ch * grid.nRows + 4,
     colLabelEvery: cw >= 9 ? 1 : Math.ceil(40 / cw),
     rowLabelEvery: ch >= 10 ? 1 : Math.ceil(12 / ch),

@@ -45,13 +45,19 @@ export interface ViewMeta {
   eta_s: number | null;
 }
 
+/** Head index spaces: `head` is a query head (sites head, head_by_pos, head_q, head_pattern);
+ * `kv_head` a key/value head (head_k, head_v), shared by several query heads under grouped-query
+ * attention. A component carries exactly the one its site uses. */
 export interface ComponentSpec {
   site: string;
   layer: number;
   head?: number;
+  kv_head?: number;
   pos?: number;
   neuron?: number;
 }
+
+export const KV_SITES = new Set(["head_k", "head_v"]);
 
 export interface CircuitMeta {
   id: number;
@@ -76,6 +82,8 @@ export interface PromptState {
   position_labels: string[];
   answer_tokens: [string, string][];
   corruption: string;
+  /** Per pair, per token: is it the tokenizer's unknown token (a word the model can't read)? */
+  unknown?: { clean: boolean[][]; corrupted: boolean[][]; answers: boolean[][] };
 }
 
 /** Synced traitlets of PatchingWidget. */
@@ -132,14 +140,15 @@ export function asReply(msg: unknown): Reply | null {
   return msg as Reply;
 }
 
-/** A cell's component as the kernel names it ("head" sites use the query head). */
+/** A cell's component as the kernel names it (query `head` or key/value `kv_head`). */
 export function componentKey(c: ComponentSpec): string {
-  return [c.site, c.layer, c.head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
+  return [c.site, c.layer, c.head ?? "", c.kv_head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
 }
 
 export function componentLabel(c: ComponentSpec): string {
   const parts = [`L${c.layer}`];
   if (c.head !== undefined) parts.push(`H${c.head}`);
+  if (c.kv_head !== undefined) parts.push(`KV${c.kv_head}`);
   if (c.neuron !== undefined) parts.push(`N${c.neuron}`);
   if (c.pos !== undefined) parts.push(`@${c.pos}`);
   const site = c.site === "head_by_pos" ? "head" : c.site;

@@ -2,6 +2,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
 import { gridLayout, type GridLayout } from "./layout";
+import type { ScaleChoice, ScaleMode } from "./scale";
 import {
   asReply,
   componentKey,
@@ -49,6 +50,14 @@ export class Store {
   circuitResult: { meta: CircuitMeta; entries: CircuitEntry[] } | null = null;
   message = "";
   code: string | null = null;
+  /** Path of the last file saved by the kernel (shown so it can be opened). */
+  savedPath: string | null = null;
+  /** The colour scale of every view (normalised: the whole gap unless the user changes it). */
+  scale: ScaleChoice = { mode: "gap", locked: null };
+  /** Show normalised noising as the drop from clean (1 − value). */
+  noisingAsDrop = false;
+  /** The prompt pair (0-based) whose tokens are shown; every view that shows one pair uses it. */
+  pair = 0;
   private nextId = 1;
   private latestCircuitId: number | null = null;
   private autoRan = false;
@@ -101,8 +110,51 @@ export class Store {
     const next = list.some((x) => componentKey(x) === key)
       ? list.filter((x) => componentKey(x) !== key)
       : [...list, c];
-    this.set("circuit", next);
+    this.setCircuit(next);
+  }
+
+  /** A changed circuit makes the last check's table outdated: it is cleared. */
+  setCircuit(components: ComponentSpec[]): void {
+    this.circuitResult = null;
+    this.latestCircuitId = null;
+    this.set("circuit", components);
     this.emit("circuit");
+  }
+
+  setScale(mode: ScaleMode, currentMax: number): void {
+    this.scale = { mode, locked: mode === "locked" ? currentMax : null };
+    this.emit("settings");
+  }
+
+  setDrop(drop: boolean): void {
+    this.noisingAsDrop = drop;
+    this.emit("settings");
+  }
+
+  selectPair(pair: number): void {
+    const n = this.get("prompts")?.clean_tokens.length ?? 1;
+    this.pair = Math.max(0, Math.min(n - 1, pair));
+    this.emit("prompts");
+    this.emit("settings");
+  }
+
+  /** A synced setting changed (from a control here or from Python): rerun or redraw views. */
+  settingChanged(key: "site" | "direction" | "metric" | "normalized"): void {
+    if (key === "site") {
+      const root = this.crumbs[0]?.request;
+      if (!root || root.kind !== "sweep" || root.site !== this.get("site") || this.crumbs.length > 1) this.runView(this.topRequest(), false);
+    } else if (key === "direction") {
+      if (this.current?.request.direction !== this.get("direction")) this.rerunIn(this.get("direction"));
+    } else if (key === "normalized") {
+      this.scale = { mode: this.get("normalized") ? "gap" : "fit", locked: null };
+    }
+    this.emit("settings");
+  }
+
+  /** A sweep of the chosen site over everything, in the chosen direction. */
+  topRequest(): ViewRequest {
+    const site = this.get("site");
+    return { kind: "sweep", site, direction: this.get("direction"), layers: null, heads: null, positions: null, neurons: null, label: site };
   }
 
   // ---- requests ------------------------------------------------------------------------------
@@ -110,6 +162,7 @@ export class Store {
   private send(type: string, body: Record<string, unknown>): number {
     const id = this.nextId++;
     if (ENGINE_KINDS.has(type)) {
+      this.clearNote();
       this.running = { id, kind: type };
       this.progress = null;
       this.emit("status");
@@ -128,18 +181,15 @@ export class Store {
   }
 
   /** The current view again in another direction; earlier breadcrumb levels rerun when revisited. */
-  rerunIn(direction: ViewDirection, fallback: ViewRequest): void {
-    const current = this.current;
-    if (!current) {
-      this.runView({ ...fallback, direction }, false);
+  rerunIn(direction: ViewDirection): void {
+    if (!this.crumbs.length) {
+      this.runView({ ...this.topRequest(), direction }, false);
       return;
     }
-    for (const crumb of this.crumbs) {
-      crumb.request = { ...crumb.request, direction };
-      crumb.view = null;
-    }
-    this.crumbs = this.crumbs.slice(0, -1);
-    this.runView(current.request, true);
+    const crumbs = this.crumbs.map((c) => ({ ...c, request: { ...c.request, direction }, view: null }));
+    const last = crumbs[crumbs.length - 1];
+    this.crumbs = crumbs.slice(0, -1);
+    this.runView(last.request, true);
   }
 
   /** First display without a saved result: sweep the chosen site once, so there's a map to see. */
@@ -188,21 +238,38 @@ export class Store {
     });
   }
 
-  saveFigure(): void {
+  copyCircuitCode(): void {
+    this.send("copy_code", { what: "circuit", components: this.get("circuit") });
+  }
+
+  /** The view on screen as a PNG (`save_figure`) or a CSV table (`export_csv`). */
+  saveView(type: "save_figure" | "export_csv"): void {
     const view = this.current?.view;
     if (!view) {
-      this.note("Run a sweep first: the figure shows the view on screen.");
+      this.note("Run a sweep first: the file holds the view on screen.");
       return;
     }
-    this.send("save_figure", {
+    const normalized = this.get("normalized");
+    const mode = this.scale.mode === "gap" && !normalized ? "fit" : this.scale.mode;
+    this.send(type, {
       view_id: view.meta.id,
       metric: this.get("metric"),
-      normalized: this.get("normalized"),
+      normalized,
+      scale: mode === "locked" ? (this.scale.locked ?? "fit") : mode,
+      drop: this.noisingAsDrop,
     });
   }
 
   note(message: string): void {
     this.message = message;
+    this.emit("message");
+  }
+
+  /** Notes and code belong to the view they were made for: a new request clears them. */
+  private clearNote(): void {
+    if (!this.message && this.code === null) return;
+    this.message = "";
+    this.code = null;
     this.emit("message");
   }
 
@@ -251,11 +318,12 @@ export class Store {
         this.crumbs = [];
         this.activeViewId = null;
         this.circuitResult = null;
+        this.pair = 0;
         this.finish(reply.id);
-        this.note("Prompts updated: run a sweep to see the new results.");
-        this.emit("view");
         this.emit("circuit");
         this.emit("prompts");
+        this.runView(this.topRequest(), false);
+        this.note("Prompts updated: sweeping them again.");
         return;
       case "code":
         this.code = reply.code;
@@ -265,7 +333,8 @@ export class Store {
         );
         return;
       case "saved":
-        this.note(`Figure saved: ${reply.path}`);
+        this.savedPath = reply.path;
+        this.note(`Saved in the kernel's folder: ${reply.path}`);
         return;
       case "error":
         this.fail({ message: reply.message, field: reply.field, kind: reply.kind });

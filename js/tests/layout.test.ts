@@ -31,9 +31,16 @@ describe("grid layout", () => {
       shape: [4, 2],
       labels: { site: ["q", "k", "v", "pattern"], pos: ["0", "1"] },
       coords: { site: ["head_q", "head_k", "head_v", "head_pattern"], pos: [0, 1] },
-      fixed: { layer: 2, head: 3 },
+      fixed: { layer: 2, head: 3, kv_head: 1 },
     });
-    expect(parts.component(1, 1)).toEqual({ site: "head_k", layer: 2, head: 3, pos: 1 });
+    expect(parts.component(0, 1)).toEqual({ site: "head_q", layer: 2, head: 3, pos: 1 });
+    expect(parts.component(1, 1)).toEqual({ site: "head_k", layer: 2, kv_head: 1, pos: 1 });
+    expect(parts.component(3, 0)).toEqual({ site: "head_pattern", layer: 2, head: 3, pos: 0 });
+  });
+
+  it("names key/value heads of a k/v sweep as kv_head", () => {
+    const kv = gridLayout({ site: "head_v", axes: ["layer", "kv_head"], shape: [2, 2], labels: {}, coords: { layer: [0, 1], kv_head: [0, 1] }, fixed: {} });
+    expect(kv.component(0, 1)).toEqual({ site: "head_v", layer: 0, kv_head: 1 });
   });
 
   it("computes geometry whose cell centres hit the right cells", () => {

@@ -31,8 +31,11 @@ function fakeModel(overrides: Partial<WidgetState> = {}) {
     sent,
     listeners,
     get: (k: string) => state[k],
+    // Like Backbone: a changed value fires `change:<key>` at once.
     set: (k: string, v: unknown) => {
+      const changed = state[k] !== v;
       state[k] = v;
+      if (changed) listeners.get(`change:${k}`)?.forEach((fn) => fn());
     },
     save_changes: () => {},
     send: (msg: Record<string, unknown>) => sent.push(msg),
@@ -127,6 +130,7 @@ describe("Store", () => {
 
 describe("render", () => {
   it("renders the hooks, auto-runs once, shows values and removes its listeners", async () => {
+    document.body.dataset.pwTestValues = "1";
     const model = fakeModel();
     const cleanupModel = widget.initialize({ model: model as never });
     const el = document.createElement("div");

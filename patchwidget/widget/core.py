@@ -122,6 +122,7 @@ class PatchingWidget(anywidget.AnyWidget):
             "position_labels": list(exp.position_labels),
             "answer_tokens": [list(a) for a in exp.answer_tokens],
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
+            "unknown": _unknown_flags(exp),
         }
 
     def limits(self) -> Limits:
@@ -131,10 +132,26 @@ class PatchingWidget(anywidget.AnyWidget):
             n_heads=int(info["n_heads"]),
             n_positions=len(self.experiment.position_labels),
             d_mlp=int(info["d_mlp"]),
+            n_kv_heads=int(info.get("n_kv_heads") or info["n_heads"]),
         )
 
     def site_reasons(self) -> dict[str, str | None]:
         return {s["name"]: s["reason"] for s in self.sites}
+
+
+def _unknown_flags(exp: Any) -> dict[str, list[list[bool]]]:
+    """Which tokens are the tokenizer's unknown token: per pair, for clean, corrupted, answers."""
+    unk = getattr(exp.tokenizer, "unk_token_id", None)
+    prompts = exp.prompts
+
+    def flags(rows: Any) -> list[list[bool]]:
+        return [[unk is not None and int(i) == unk for i in ids] for ids in rows]
+
+    return {
+        "clean": flags(prompts.clean_ids),
+        "corrupted": flags(prompts.corrupted_ids or prompts.clean_ids),
+        "answers": flags(prompts.answer_ids),
+    }
 
 
 def _model_expr(experiment: Any) -> str:

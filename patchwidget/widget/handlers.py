@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .codegen import ExperimentSource, circuit_code, view_code
+from .exports import parse_display, save_view_figure, write_view_csv
 from .jobs import Job, JobQueue
 from .messages import (
     ComponentSpec,
@@ -51,6 +52,7 @@ class RequestHandlers:
             "cancel": self._handle_cancel,
             "copy_code": self._handle_copy_code,
             "save_figure": self._handle_save_figure,
+            "export_csv": self._handle_export_csv,
         }
 
     def on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
@@ -158,7 +160,7 @@ class RequestHandlers:
 
     def _run_view(self, job: Job, request: ViewRequest, entry: Entry) -> None:
         exp = self.widget.experiment
-        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens))
+        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens), kv_group=self._kv_group())
         sweeps = _sweep_calls(request, self._kv_group())
         last_sent = [0.0]
         totals: list[int] = []
@@ -227,15 +229,8 @@ class RequestHandlers:
         from ..components import Component
 
         self.log.reply({"type": "started", "id": job.id, "kind": "circuit"})
-        group = self._kv_group()
         components = [
-            Component(
-                s.site,
-                s.layer,
-                head=_engine_head(s.site, s.head, group),
-                pos=s.pos,
-                neuron=s.neuron,
-            )
+            Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
         checks = self.widget.experiment.circuit(components)
@@ -313,7 +308,7 @@ class RequestHandlers:
         if msg.get("what") == "circuit":
             limits, reasons = self.widget.limits(), self.widget.site_reasons()
             specs = parse_components(msg.get("components"), limits, reasons)
-            code = circuit_code(source, [vars(s) for s in specs])
+            code = circuit_code(source, [_engine_fields(s) for s in specs])
         else:
             view = require_object(msg.get("view"), "view")
             request = parse_view(view, self.widget.limits(), self.widget.site_reasons())
@@ -323,24 +318,23 @@ class RequestHandlers:
         self.log.reply({"type": "code", "id": request_id, "code": code})
 
     def _handle_save_figure(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
-        from matplotlib.figure import Figure
-
         metric, normalized = parse_metric(msg)
-        view_id = msg.get("view_id")
-        view = self.views.get(view_id)
-        if view is None or not view.results:
-            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
-        results = view.results
-        fig = Figure(figsize=(5.5 * len(results), 4.5), layout="constrained")
-        axes = fig.subplots(1, len(results), squeeze=False)[0]
-        for ax, (direction, site, result) in zip(axes, results, strict=True):
-            result.plot(metric, normalized=normalized, ax=ax)
-            ax.set_title(f"{site} · {direction}")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = pathlib.Path.cwd() / f"patchwidget-{view.request.site}-{metric}-{stamp}.png"
-        fig.savefig(path, dpi=150)
+        scale, drop = parse_display(msg)
+        view = self._kept_view(msg)
+        path = save_view_figure(view, metric, normalized, scale, drop, pathlib.Path.cwd())
         entry.update(status="done")
         self.log.reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _handle_export_csv(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        path = write_view_csv(self._kept_view(msg), pathlib.Path.cwd())
+        entry.update(status="done")
+        self.log.reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _kept_view(self, msg: dict[str, Any]) -> ViewData:
+        view = self.views.get(msg.get("view_id"))
+        if view is None or not view.ready:
+            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
+        return view
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -388,10 +382,21 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
 
 
 def _engine_head(site: str, head: int | None, kv_group: int) -> int | None:
-    """Front-end heads are query heads; k/v sites index key/value heads (grouped-query)."""
+    """A head drill-down names a query head; its k/v parts patch that head's key/value head."""
     if head is not None and site in ("head_k", "head_v"):
         return head // kv_group
     return head
+
+
+def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
+    """A component's ``pw.Component`` keywords (k/v sites take the key/value head as head)."""
+    return {
+        "site": spec.site,
+        "layer": spec.layer,
+        "head": spec.engine_head,
+        "pos": spec.pos,
+        "neuron": spec.neuron,
+    }
 
 
 def _prompt_field(message: str) -> str:

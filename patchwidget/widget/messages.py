@@ -35,6 +35,7 @@ class Limits:
     n_heads: int
     n_positions: int
     d_mlp: int
+    n_kv_heads: int
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,25 @@ class ViewRequest:
         }
 
 
+KV_SITES = ("head_k", "head_v")
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
-    """A component as the front end names it (head = query head for q/k/v/pattern)."""
+    """A component as the front end names it: ``head`` is a query head (sites head,
+    head_by_pos, head_q, head_pattern), ``kv_head`` a key/value head (head_k, head_v)."""
 
     site: str
     layer: int
     head: int | None = None
+    kv_head: int | None = None
     pos: int | None = None
     neuron: int | None = None
+
+    @property
+    def engine_head(self) -> int | None:
+        """The engine's ``head`` argument: the key/value head for k/v sites."""
+        return self.kv_head if self.site in KV_SITES else self.head
 
 
 def require_id(msg: Any) -> int:
@@ -116,12 +127,14 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
         reason = sites.get(name, "unknown site")
         if reason is not None:
             raise MessageError(f"site {name!r} is not available: {reason}", "site")
+    # A k/v sweep restricts key/value heads; everything else (and head_parts) query heads.
+    n_heads = limits.n_kv_heads if kind == "sweep" and site in KV_SITES else limits.n_heads
     request = ViewRequest(
         kind=kind,
         site=site,
         direction=direction,
         layers=_indices(msg.get("layers"), "layers", limits.n_layers),
-        heads=_indices(msg.get("heads"), "heads", limits.n_heads),
+        heads=_indices(msg.get("heads"), "heads", n_heads),
         positions=_indices(msg.get("positions"), "positions", limits.n_positions),
         neurons=_indices(msg.get("neurons"), "neurons", limits.d_mlp),
         label=_text(msg.get("label", ""), "label", 200),
@@ -156,11 +169,31 @@ def parse_components(raw: Any, limits: Limits, sites: dict[str, str | None]) -> 
                 site=site,
                 layer=_int(item.get("layer"), f"components[{i}].layer", 0, limits.n_layers - 1),
                 head=_opt_int(item.get("head"), f"components[{i}].head", limits.n_heads),
+                kv_head=_opt_int(
+                    item.get("kv_head"), f"components[{i}].kv_head", limits.n_kv_heads
+                ),
                 pos=_opt_int(item.get("pos"), f"components[{i}].pos", limits.n_positions),
                 neuron=_opt_int(item.get("neuron"), f"components[{i}].neuron", limits.d_mlp),
             )
         )
+        _check_head_space(out[-1], i)
     return out
+
+
+def _check_head_space(spec: ComponentSpec, i: int) -> None:
+    """Key/value sites name a ``kv_head``, the other head sites a query ``head``; never both."""
+    name = f"components[{i}]"
+    if spec.site in KV_SITES:
+        if spec.head is not None or spec.kv_head is None:
+            raise MessageError(
+                f"{name}: site {spec.site!r} indexes key/value heads: give 'kv_head', not 'head'",
+                f"{name}.kv_head",
+            )
+    elif spec.kv_head is not None:
+        raise MessageError(
+            f"{name}: only head_k and head_v take 'kv_head'; site {spec.site!r} uses 'head'",
+            f"{name}.kv_head",
+        )
 
 
 def parse_metric(msg: dict[str, Any]) -> tuple[str, bool]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..components import HEAD_PART_SITES
 from ..readouts import READOUT_FIELDS
-from .messages import ViewRequest
+from .messages import KV_SITES, ViewRequest
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
@@ -25,10 +25,13 @@ MAX_KEPT_BYTES = 256 * 2**20
 class ViewData:
     """Readouts of one view; slots are filled from (partial) PatchResults."""
 
-    def __init__(self, request_id: int, request: ViewRequest, n_pairs: int) -> None:
+    def __init__(
+        self, request_id: int, request: ViewRequest, n_pairs: int, kv_group: int = 1
+    ) -> None:
         self.id = request_id
         self.request = request
         self.n_pairs = n_pairs
+        self.kv_group = kv_group
         self.started = time.monotonic()
         self.axes: list[str] = []
         self.labels: dict[str, list[str]] = {}
@@ -72,12 +75,19 @@ class ViewData:
             }
             self.coords = {"site": list(HEAD_PART_SITES), "pos": list(result.coords["pos"])}
             layer, head = self.request.drilled_head
-            self.fixed = {"layer": layer, "head": head}
+            self.fixed = {"layer": layer, "head": head, "kv_head": head // self.kv_group}
         else:
-            self.axes = list(result.axes)
+            # The head axis of a k/v sweep counts key/value heads: named so on the wire.
+            kv = result.site in KV_SITES
+            self.axes = ["kv_head" if kv and a == "head" else a for a in result.axes]
             self.shape = list(readouts.shape[:-2])
-            self.labels = {a: list(result.labels[a]) for a in self.axes}
-            self.coords = {a: [int(c) for c in result.coords[a]] for a in self.axes}
+            self.labels = {
+                a: list(result.labels[r]) for a, r in zip(self.axes, result.axes, strict=True)
+            }
+            self.coords = {
+                a: [int(c) for c in result.coords[r]]
+                for a, r in zip(self.axes, result.axes, strict=True)
+            }
         full = (*self.shape, self.n_pairs, len(READOUT_FIELDS))
         base = (self.n_pairs, len(READOUT_FIELDS))
         for direction in self.request.directions:
@@ -86,6 +96,22 @@ class ViewData:
                 "clean": np.full(base, np.nan, dtype=np.float32),
                 "corrupted": np.full(base, np.nan, dtype=np.float32),
             }
+
+    def components(self) -> list[dict[str, Any]]:
+        """Each cell's component in row-major order, named as the front end names it."""
+        out = []
+        for index in np.ndindex(*self.shape):
+            comp: dict[str, Any] = {"site": self.request.site, **self.fixed}
+            for axis, i in zip(self.axes, index, strict=True):
+                value = self.coords[axis][i]
+                if isinstance(value, dict):
+                    comp.update(value)
+                else:
+                    comp[axis] = value
+            kv = comp["site"] in KV_SITES
+            comp.pop("head" if kv else "kv_head", None)
+            out.append(comp)
+        return out
 
     @property
     def ready(self) -> bool:
