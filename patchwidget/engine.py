@@ -6,6 +6,7 @@ Row ``r`` of a batch carries one patch set; a boolean mask per hook point says w
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ import nnsight
 import numpy as np
 import torch
 
-from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Target
+from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Key, Target
 from .modellock import model_lock
 
-Key = tuple[str, int]  # (hook point, layer)
+log = logging.getLogger(__name__)
 INTERFERENCE_RETRIES = 5
 
 
@@ -87,6 +88,13 @@ class Engine:
         options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
         if self.remote:
             options["remote"] = True
+        log.debug(
+            "forward: %d rows, %d patched and %d saved hook points, %d layers skipped",
+            len(ids),
+            len(masks),
+            len(save),
+            len(skip),
+        )
         with torch.no_grad(), hooks.model.trace(ids.to(self.device), **options):
             if noise is not None:
                 embed = hooks.embed()
@@ -114,6 +122,7 @@ class Engine:
                     if point == "block_in":
                         x_in = units
                     if point == "attn_contrib" and needs_mid:
+                        assert x_in is not None, "block_in is read before attn_contrib"
                         mid = x_in + units
                         if mid_key in masks:
                             mid = torch.where(masks[mid_key], sources[mid_key].to(mid.dtype), mid)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..sites import kv_group, kv_head
 from .codegen import ExperimentSource, circuit_code, view_code
 from .exports import parse_display, save_view_figure, write_view_csv
 from .jobs import Job, JobQueue
@@ -18,6 +19,7 @@ from .messages import (
     ComponentSpec,
     MessageError,
     ViewRequest,
+    list_or_none,
     message_type,
     parse_components,
     parse_metric,
@@ -93,9 +95,9 @@ class RequestHandlers:
             kind="sweep",
             site=request.site if request.kind == "sweep" else "head_parts",
             direction=request.direction,
-            layers=_maybe_list(request.layers),
-            heads=_maybe_list(request.heads),
-            positions=_maybe_list(request.positions),
+            layers=list_or_none(request.layers),
+            heads=list_or_none(request.heads),
+            positions=list_or_none(request.positions),
         )
 
         def work(job: Job) -> None:
@@ -339,9 +341,7 @@ class RequestHandlers:
     # ---- helpers --------------------------------------------------------------------------
 
     def _kv_group(self) -> int:
-        info = self.widget.experiment.info
-        n_kv = info.get("n_kv_heads") or info["n_heads"]
-        return max(1, int(info["n_heads"]) // int(n_kv))
+        return kv_group(self.widget.experiment.dims)
 
     def _source(self) -> ExperimentSource:
         exp = self.widget.experiment
@@ -376,16 +376,9 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
             continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)
-            kwargs["heads"] = [_engine_head(site, request.drilled_head[1], kv_group)]
+            kwargs["heads"] = [kv_head(site, request.drilled_head[1], kv_group)]
             calls.append((direction, site, kwargs))
     return calls
-
-
-def _engine_head(site: str, head: int | None, kv_group: int) -> int | None:
-    """A head drill-down names a query head; its k/v parts patch that head's key/value head."""
-    if head is not None and site in ("head_k", "head_v"):
-        return head // kv_group
-    return head
 
 
 def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
@@ -406,7 +399,3 @@ def _prompt_field(message: str) -> str:
     if "corrupted" in lowered:
         return "corrupted"
     return "clean"
-
-
-def _maybe_list(values: tuple[int, ...] | None) -> list[int] | None:
-    return None if values is None else list(values)
