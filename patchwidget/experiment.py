@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import checks
 from ._version import __version__
 from .architectures import architecture_for, dims_of
+from .batching import first_layer
 from .circuit import CircuitResult, complement_of
 from .components import SITES, Component
 from .corruptions import DIRECTIONS, Corruption, Inputs, RunInput, strategy_for
@@ -88,11 +90,13 @@ class Experiment:
             )
         if answers is None:
             raise ValueError("answers are required: answers=[(' correct', ' incorrect')]")
+        self.batch_size = checks.positive_int(batch_size, "batch_size")
+        self.memory_budget = checks.positive_int(memory_budget, "memory_budget")
         self.prompts = build_prompt_set(self.tokenizer, clean_list, corrupted_list, answers)
+        checks.context_fits(self._hf.config, self.prompts.length)
+        checks.unknown_tokens(self.tokenizer, self.prompts)
         self.corruption = corruption
         self._strategy = strategy_for(corruption)
-        self.batch_size = batch_size
-        self.memory_budget = memory_budget
         self.hooks = HookPoints(self.model, self.arch, self.dims)
         self.engine = Engine(
             self.hooks, self.device, getattr(self.model, "_patchwidget_remote", False)
@@ -235,9 +239,19 @@ class Experiment:
             A ``PatchResult`` with one cell per component along the site's axes.
         """
         self._check_site(site, direction)
+        layers, heads, positions, neurons = (
+            checks.restriction(value, name)
+            for value, name in (
+                (layers, "layers"),
+                (heads, "heads"),
+                (positions, "positions"),
+                (neurons, "neurons"),
+            )
+        )
         if site == "head_by_pos":
             by_pos = True
         axes = sweep_axes(site, by_pos)
+        checks.restrictions_fit_site(site, axes, {"heads": heads, "neurons": neurons})
         every = {
             "layer": indices(layers, self.dims.n_layers, "layer"),
             "head": indices(heads, n_heads_of(site, self.dims), "head"),
@@ -252,6 +266,7 @@ class Experiment:
         ]
         labels = {a: tuple(self._label(a, v, site) for v in coords[a]) for a in axes}
         meta = {"layers": layers, "heads": heads, "positions": positions, "neurons": neurons}
+        self._warn_if_long(patch_sets, f"this {site} sweep ({direction})")
         request = RunRequest(
             patch_sets=patch_sets,
             site=site,
@@ -279,7 +294,7 @@ class Experiment:
         Returns:
             A ``PatchResult`` with a single cell on the axis ``patch``.
         """
-        components = list(components)
+        components = _component_list(components, "patch")
         targets = []
         for c in components:
             if not isinstance(c, Component):
@@ -306,7 +321,9 @@ class Experiment:
             components: the circuit's ``pw.Component`` s; the complement is every other
                 component at the same granularity (site, head/neuron axis, position or not).
         """
-        components = list(components)
+        components = _component_list(components, "circuit")
+        if not components:
+            raise ValueError("the circuit is empty: give at least one pw.Component")
         complement = complement_of(components, self.dims, self.length)
         results = {
             (d, which): self.patch(parts, d, label=which)
@@ -368,8 +385,18 @@ class Experiment:
     ) -> dict[Key, torch.Tensor]:
         return self.engine.forward(ids, noise, save=keys)[1]
 
+    def _warn_if_long(self, patch_sets: list[list[Target]], what: str) -> None:
+        """A warning with a time estimate before a sweep that will take long."""
+        if len(patch_sets) * self.n_pairs * self._row_seconds <= checks.LONG_SWEEP_S / 4:
+            return  # clearly short: skip counting the layers each patch lets us skip
+        n_layers = self.dims.n_layers
+        share = float(np.mean([1 - first_layer(ts) / n_layers for ts in patch_sets]))
+        checks.long_sweep(len(patch_sets) * self.n_pairs, self._row_seconds * share, what)
+
     def _baselines(self) -> None:
+        start = time.perf_counter()
         clean_logits, _ = self.engine.forward(self._clean_ids)
+        self._row_seconds = (time.perf_counter() - start) / self.n_pairs
         corrupted = self._strategy.corrupted_run(self._inputs)
         if corrupted is None:
             # No corrupted run of its own: the clean run with the corruption's values patched
@@ -436,3 +463,13 @@ class Experiment:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **{k: jsonable(v) for k, v in extra.items()},
         }
+
+
+def _component_list(components: Any, method: str) -> list[Component]:
+    if isinstance(components, Component):
+        raise TypeError(
+            f"{method}() takes a list of components: exp.{method}([component]), not one component"
+        )
+    if isinstance(components, (str, bytes)) or not hasattr(components, "__iter__"):
+        raise TypeError(f"{method}() takes a list of pw.Component, got {components!r}")
+    return list(components)

@@ -75,7 +75,7 @@ def build_prompt_set(
                 raise ValueError(_length_mismatch(tokenizer, i, c, k))
     lengths = {len(c) for c in clean_ids}
     if len(lengths) > 1:
-        detail = ", ".join(f"pair {i}: {len(c)}" for i, c in enumerate(clean_ids))
+        detail = ", ".join(f"pair {i}: {len(c)}" for i, c in enumerate(clean_ids, 1))
         raise ValueError(
             "all prompt pairs must have the same number of tokens so positions line up "
             f"({detail}); group prompts of one template per experiment"
@@ -103,7 +103,7 @@ def _length_mismatch(tokenizer: Any, i: int, clean: Sequence[int], corrupted: Se
         return " ".join(f">>{t!r}<<" if p == first else repr(t) for p, t in enumerate(toks))
 
     return (
-        f"pair {i}: the clean prompt has {len(clean)} tokens but the corrupted one has "
+        f"pair {i + 1}: the clean prompt has {len(clean)} tokens but the corrupted one has "
         f"{len(corrupted)}; positions must line up token by token. First difference at position "
         f"{first} (marked >> <<):\n  clean:     {show(clean)}\n  corrupted: {show(corrupted)}\n"
         "Replace words with words of the same token length (e.g. one name for another)."

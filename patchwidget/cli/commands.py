@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _note_printer(args.command, warnings.showwarning)
+            return args.run(args)
     except (CliError, ValueError, TypeError, OSError, FloatingPointError) as err:
         print(f"patchwidget {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
@@ -254,14 +257,38 @@ def _own_prompts(args: argparse.Namespace) -> dict[str, Any] | None:
             raise CliError(f"{args.prompts} is not valid JSON: {err}") from err
         if not isinstance(data, dict) or not {"clean", "corrupted", "answers"} <= set(data):
             raise CliError(f'{args.prompts} must hold {{"clean", "corrupted", "answers"}}')
-        answers = [tuple(a) for a in data["answers"]]
-        return {"clean": data["clean"], "corrupted": data["corrupted"], "answers": answers}
+        return _prompts_from_file(args.prompts, data)
     if not given:
         return None
     missing = [f"--{k}" for k in ("clean", "corrupted", "answers") if not getattr(args, k)]
     if missing:
         raise CliError(f"{', '.join(given)} also need(s) {', '.join(missing)}")
     return {"clean": args.clean, "corrupted": args.corrupted, "answers": args.answers}
+
+
+def _prompts_from_file(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The file's prompts, checked for shape: lists of strings, answers as string pairs."""
+    for key in ("clean", "corrupted"):
+        value = data[key]
+        if isinstance(value, str):
+            value = data[key] = [value]
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise CliError(f'{path}: "{key}" must be a list of prompts (strings)')
+    answers = data["answers"]
+    if isinstance(answers, list) and len(answers) == 2 and all(isinstance(a, str) for a in answers):
+        answers = [answers]
+    if not isinstance(answers, list) or not all(
+        isinstance(a, list) and len(a) == 2 and all(isinstance(t, str) for t in a) for a in answers
+    ):
+        raise CliError(
+            f'{path}: "answers" must be a list of [correct, incorrect] pairs, e.g. '
+            f'[[" Mary", " John"]], got {_one_line(json.dumps(answers))[:80]}'
+        )
+    return {
+        "clean": data["clean"],
+        "corrupted": data["corrupted"],
+        "answers": [tuple(a) for a in answers],
+    }
 
 
 def _check_outputs(figure: Path, *others: Path | None) -> None:
@@ -278,6 +305,8 @@ def _check_outputs(figure: Path, *others: Path | None) -> None:
     for path in (figure, *others):
         if path is not None and not path.parent.is_dir():
             raise CliError(f"cannot write {path}: folder {path.parent} does not exist")
+        if path is not None and path.is_dir():
+            raise CliError(f"cannot write {path}: it is a folder; give a file name")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -337,6 +366,19 @@ def _quiet_loading() -> None:
     from transformers.utils import logging
 
     logging.disable_progress_bar()
+
+
+def _note_printer(command: str, fallback: Any) -> Any:
+    """``warnings.showwarning`` that prints patchwidget's warnings as one-line notes."""
+    from ..checks import PatchingWarning
+
+    def show(message: Any, category: type, *rest: Any, **kwargs: Any) -> None:
+        if issubclass(category, PatchingWarning):
+            print(f"patchwidget {command}: note: {_one_line(message)}", file=sys.stderr)
+        else:
+            fallback(message, category, *rest, **kwargs)
+
+    return show
 
 
 def _suffixed(path: Path, tag: str) -> Path:
