@@ -4,8 +4,10 @@ messages that say how to fix them; and warnings about inputs that run but mislea
 from __future__ import annotations
 
 import math
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -18,8 +20,23 @@ class PatchingWarning(UserWarning):
     """An input that patchwidget accepts but that is likely not what you meant."""
 
 
+_thread = threading.local()
+
+
 def warn(message: str) -> None:
-    warnings.warn(message, PatchingWarning, stacklevel=3)
+    if not getattr(_thread, "quiet", False):
+        warnings.warn(message, PatchingWarning, stacklevel=3)
+
+
+@contextmanager
+def shown_elsewhere() -> Iterator[None]:
+    """No ``PatchingWarning`` from this thread inside the block: the caller (the widget) shows
+    the same facts itself (prompt notes, cells marked NaN)."""
+    _thread.quiet = True
+    try:
+        yield
+    finally:
+        _thread.quiet = False
 
 
 def positive_int(value: Any, name: str) -> int | None:
@@ -76,9 +93,10 @@ def context_fits(config: Any, length: int) -> None:
         )
 
 
-def unknown_tokens(tokenizer: Any, prompts: Any) -> None:
-    """Refuse answers that are the unknown token; warn about prompts that contain it, and about
-    pairs whose clean and corrupted prompts are the same."""
+def prompt_notes(tokenizer: Any, prompts: Any) -> list[str]:
+    """Refuse answers that are the unknown token; return notes about prompts that contain it
+    and about pairs whose clean and corrupted prompts are the same."""
+    notes = []
     unk = unknown_id(tokenizer)
     if unk is not None:
         for pair, ids in enumerate(prompts.answer_ids):
@@ -94,11 +112,11 @@ def unknown_tokens(tokenizer: Any, prompts: Any) -> None:
         for name, texts, all_ids in rows:
             for pair, ids in enumerate(all_ids):
                 if unk in ids:
-                    warn(
+                    where = ", ".join(str(p) for p, i in enumerate(ids) if i == unk)
+                    notes.append(
                         f"{name} prompt of pair {pair + 1} ({texts[pair]!r}) has words the "
                         f"tokenizer does not know: they become {tokenizer.unk_token!r} "
-                        f"(at position {', '.join(str(p) for p, i in enumerate(ids) if i == unk)})"
-                        ". Check the spelling and punctuation."
+                        f"(at position {where}). Check the spelling and punctuation."
                     )
     if prompts.corrupted_ids is not None:
         same = [
@@ -107,10 +125,11 @@ def unknown_tokens(tokenizer: Any, prompts: Any) -> None:
             if c == k
         ]
         if same:
-            warn(
+            notes.append(
                 f"clean and corrupted prompts are the same in pair {', '.join(same)}: patching "
                 "can show nothing there. Change the corrupted prompt."
             )
+    return notes
 
 
 def unknown_id(tokenizer: Any) -> int | None:

@@ -94,7 +94,9 @@ class Experiment:
         self.memory_budget = checks.positive_int(memory_budget, "memory_budget")
         self.prompts = build_prompt_set(self.tokenizer, clean_list, corrupted_list, answers)
         checks.context_fits(self._hf.config, self.prompts.length)
-        checks.unknown_tokens(self.tokenizer, self.prompts)
+        self.prompt_notes = checks.prompt_notes(self.tokenizer, self.prompts)
+        for note in self.prompt_notes:
+            checks.warn(note)
         self.corruption = corruption
         self._strategy = strategy_for(corruption)
         self.hooks = HookPoints(self.model, self.arch, self.dims)

@@ -174,6 +174,8 @@ FIELDS = {
     "cancel": [],
     "copy_code": ["what", "view", "components", "metric", "normalized"],
     "save_figure": ["view_id", "metric", "normalized"],
+    "export_csv": ["view_id"],
+    "ping": [],
 }
 
 
@@ -204,7 +206,16 @@ def test_fuzzed_messages_get_exactly_one_final_reply_each() -> None:
     w = PatchingWidget(exp)
     # Engine work is replaced by a stand-in: the fuzz is about validation and replies.
     w.experiment.sweep = lambda *a, **k: pytest.fail("a malformed sweep reached the engine")
-    finals = ("result", "circuit_result", "prompts_set", "code", "saved", "ack", "superseded")
+    finals = (
+        "result",
+        "circuit_result",
+        "prompts_set",
+        "code",
+        "saved",
+        "ack",
+        "superseded",
+        "pong",
+    )
     sent_ids = []
     for i in range(1_200):
         request_id = 10_000 + i
@@ -221,3 +232,90 @@ def test_fuzzed_messages_get_exactly_one_final_reply_each() -> None:
             counts[content["id"]] = counts.get(content["id"], 0) + 1
     assert all(counts.get(i) == 1 for i in sent_ids), {i: counts.get(i) for i in sent_ids[:50]}
     assert all(len(c.get("message") or "") <= 2_000 for c, _ in replies(w, kind="error"))
+
+
+def _zero_ablation_widget() -> PatchingWidget:
+    from patchwidget.corruptions import ZeroAblation
+
+    prompts = demo_prompts(n=2)
+    exp = Experiment(
+        _model(), clean=prompts["clean"], answers=prompts["answers"], corruption=ZeroAblation()
+    )
+    return PatchingWidget(exp)
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "words"),
+    [
+        ({"type": "copy_code", "view": [1], "metric": "prob"}, "view", "must be an object"),
+        (
+            {"type": "circuit", "components": [{"site": "head", "layer": 0}]},
+            "components[0].head",
+            "needs a 'head'",
+        ),
+        (
+            {"type": "circuit", "components": [{"site": "neuron", "layer": 0}]},
+            "components[0].neuron",
+            "needs a 'neuron'",
+        ),
+        (
+            {"type": "circuit", "components": [{"site": "mlp_out", "layer": 0, "head": 1}]},
+            "components[0].head",
+            "has no heads",
+        ),
+        ({"type": "sweep", "site": "x" * 1_000_000, "direction": "noising"}, "site", "..."),
+        (
+            {
+                "type": "set_prompts",
+                "clean": "Mary " * 40,
+                "corrupted": "John " * 40,
+                "answers": " Mary| John",
+            },
+            "clean",
+            "reads at most",
+        ),
+    ],
+)
+def test_messages_that_used_to_fail_late_are_refused_with_a_field(
+    content: dict, field: str, words: str
+) -> None:
+    w = make_widget()
+    send(w, {**content, "id": 1})
+    reply = final(w, 1)
+    assert reply["type"] == "error" and reply["field"] == field, reply
+    assert words in reply["message"] and len(reply["message"]) < 2_000
+
+
+def test_both_directions_under_an_ablation_are_refused_before_running() -> None:
+    w = _zero_ablation_widget()
+    send(w, {"type": "sweep", "id": 1, "site": "attn_out", "direction": "both"})
+    reply = final(w, 1)
+    assert reply["type"] == "error" and reply["field"] == "direction"
+    assert not replies(w, 1, "started")
+
+
+def test_a_deeply_nested_id_gets_one_reply() -> None:
+    w = make_widget()
+    nested: Any = 1
+    for _ in range(1_000):
+        nested = [nested]
+    send(w, {"type": "sweep", "id": nested})
+    errors = [c for c, _ in replies(w, kind="error")]
+    assert len(errors) == 1 and errors[0]["id"] is None and errors[0]["field"] == "id"
+    assert len(errors[0]["message"]) < 200
+
+
+def test_ping_is_answered_and_prompt_notes_come_back() -> None:
+    w = make_widget()
+    send(w, {"type": "ping", "id": 1})
+    assert [c["type"] for c, _ in replies(w, 1)] == ["pong"]
+    text = _prompt_text(2, seed=1)
+    text["clean"] = text["clean"].replace(" to", " to,", 1)  # "to," is not a word it knows
+    send(w, {"type": "set_prompts", "id": 2, **text})
+    reply = final(w, 2)
+    assert (
+        reply["type"] == "prompts_set"
+        and len(reply["notes"]) == 1
+        and "clean prompt of pair 1" in reply["notes"][0]
+    )
+    assert w.prompts["notes"] == reply["notes"]

@@ -128,7 +128,7 @@ export class HeatmapArea {
     this.legend.hidden = view === null;
     if (!view) {
       this.clearPanels();
-      this.renderNotes([], []);
+      this.renderNotes([], [], []);
       return;
     }
     const metric = this.store.get("metric");
@@ -147,7 +147,7 @@ export class HeatmapArea {
     const each = this.panels.length > 1 ? Math.max(240, (width - 16) / 2) : width;
     for (const p of this.panels) this.draw(p, view, each);
     this.renderLegend(view, scale.label, normalized);
-    this.renderNotes(this.panels.map((p) => p.norm), this.panels.map((p) => p.base));
+    this.renderNotes(this.panels.map((p) => p.norm), this.panels.map((p) => p.base), view.meta.nonfinite ?? []);
     if (this.refocus && this.panels.length) {
       this.refocus = false;
       const p = this.panels[0];
@@ -370,8 +370,9 @@ export class HeatmapArea {
     this.tooltip.hidden = true;
   }
 
-  private renderNotes(values: Float64Array[], bases: Baselines[]): void {
+  private renderNotes(values: Float64Array[], bases: Baselines[], nonfinite: string[]): void {
     const notes = guidanceNotes({
+      nonfinite,
       metric: this.store.get("metric"),
       normalized: this.store.get("normalized"),
       values,

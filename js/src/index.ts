@@ -45,6 +45,7 @@ function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
     model.off("change:sites", onSites);
     model.off("change:directions", onSites);
     model.off("change:circuit", onCircuit);
+    store.dispose();
     stores.delete(model.get("_model_key"));
   };
 }

@@ -43,6 +43,8 @@ export interface ViewMeta {
   done: number;
   total: number;
   eta_s: number | null;
+  /** Cells whose patch gave NaN or inf in the model's output (blank on the map). */
+  nonfinite?: string[];
 }
 
 /** Head index spaces: `head` is a query head (sites head, head_by_pos, head_q, head_pattern);
@@ -111,7 +113,8 @@ export type Reply =
   | { type: "progress"; id: number; meta: ViewMeta }
   | { type: "result"; id: number; meta: ViewMeta | null; status: string }
   | { type: "circuit_result"; id: number; meta: CircuitMeta }
-  | { type: "prompts_set"; id: number }
+  | { type: "prompts_set"; id: number; notes?: string[] }
+  | { type: "pong"; id: number }
   | { type: "code"; id: number; code: string }
   | { type: "saved"; id: number; path: string }
   | { type: "ack"; id: number; message: string; target?: number }
@@ -129,6 +132,7 @@ const REPLY_TYPES = new Set([
   "ack",
   "superseded",
   "error",
+  "pong",
 ]);
 
 /** Narrow an incoming custom message to a Reply, or null if it isn't one. */

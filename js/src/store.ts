@@ -3,6 +3,7 @@ import type { AnyModel } from "@anywidget/types";
 import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
 import { gridLayout, type GridLayout } from "./layout";
 import type { ScaleChoice, ScaleMode } from "./scale";
+import { KernelWatch, LOST_MESSAGE } from "./watchdog";
 import {
   asReply,
   componentKey,
@@ -62,9 +63,27 @@ export class Store {
   private latestCircuitId: number | null = null;
   private autoRan = false;
   private listeners = new Set<Listener>();
+  private watch = new KernelWatch(
+    () => this.model.send({ type: "ping", id: this.nextId++ }),
+    () => {
+      this.running = null;
+      this.progress = null;
+      this.fail({ message: LOST_MESSAGE, field: null, kind: "kernel" });
+    },
+    () => {
+      if (this.error?.kind === "kernel") this.error = null;
+      this.emit("status");
+      this.emit("message");
+    },
+  );
 
   constructor(readonly model: AnyModel<WidgetState>) {
     this.restore();
+  }
+
+  /** Stop the kernel watch (the model is gone). */
+  dispose(): void {
+    this.watch.stop();
   }
 
   // ---- subscriptions -----------------------------------------------------------------------
@@ -168,6 +187,7 @@ export class Store {
       this.emit("status");
     }
     this.model.send({ ...body, type, id });
+    this.watch.sent();
     return id;
   }
 
@@ -283,12 +303,14 @@ export class Store {
     } catch (err) {
       this.fail({ message: `could not read the kernel's reply: ${String(err)}`, field: null, kind: reply.type });
     }
+    this.watch.heard(this.running !== null);
   }
 
   private apply(reply: Reply, buffers: Bytes[]): void {
     switch (reply.type) {
       case "started":
       case "ack":
+      case "pong":
         return;
       case "progress":
         if (reply.id !== this.activeViewId) return;
@@ -322,8 +344,9 @@ export class Store {
         this.finish(reply.id);
         this.emit("circuit");
         this.emit("prompts");
+        this.promptError = null;
         this.runView(this.topRequest(), false);
-        this.note("Prompts updated: sweeping them again.");
+        this.note([...(reply.notes ?? []), "Prompts updated: sweeping them again."].join(" "));
         return;
       case "code":
         this.code = reply.code;
@@ -352,8 +375,11 @@ export class Store {
 
   private fail(problem: Problem): void {
     if (problem.kind === "set_prompts") {
+      // Shown once, next to the prompt editor; the banner keeps other problems.
       this.promptError = problem;
       this.emit("prompts");
+      this.emit("status");
+      return;
     }
     this.error = problem;
     this.emit("status");

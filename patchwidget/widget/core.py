@@ -122,6 +122,7 @@ class PatchingWidget(anywidget.AnyWidget):
             "answer_tokens": [list(a) for a in exp.answer_tokens],
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
             "unknown": _unknown_flags(exp),
+            "notes": list(exp.prompt_notes),
         }
 
     def limits(self) -> Limits:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..checks import shown_elsewhere
 from ..sites import kv_group, kv_head
 from .codegen import ExperimentSource, circuit_code, view_code
 from .exports import parse_display, save_view_figure, write_view_csv
@@ -55,6 +56,7 @@ class RequestHandlers:
             "copy_code": self._handle_copy_code,
             "save_figure": self._handle_save_figure,
             "export_csv": self._handle_export_csv,
+            "ping": self._handle_ping,
         }
 
     def on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
@@ -147,7 +149,8 @@ class RequestHandlers:
             if job.superseded:
                 self._superseded(job, entry)
             else:
-                work(job)
+                with shown_elsewhere():
+                    work(job)
         except MessageError as error:
             self.log.fail(entry, error, error.field)
         except Exception as error:
@@ -284,7 +287,7 @@ class RequestHandlers:
             self.widget.result_meta, self.widget.result_bytes = {}, b""
             self.widget.circuit_meta, self.widget.circuit_bytes = {}, b""
         entry.update(status="done")
-        self.log.reply({"type": "prompts_set", "id": job.id})
+        self.log.reply({"type": "prompts_set", "id": job.id, "notes": list(exp.prompt_notes)})
 
     # ---- immediate requests ---------------------------------------------------------------
 
@@ -304,6 +307,11 @@ class RequestHandlers:
         self.log.reply(
             {"type": "ack", "id": request_id, "message": f"cancelling {job.id}", "target": job.id}
         )
+
+    def _handle_ping(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        """The front end checks that this kernel still answers (see js/src/watchdog.ts)."""
+        entry.update(status="done")
+        self.log.reply({"type": "pong", "id": request_id})
 
     def _handle_copy_code(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         source = self._source()

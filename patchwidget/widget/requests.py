@@ -29,7 +29,10 @@ _short.maxlist = _short.maxdict = _short.maxtuple = 6
 
 def short_repr(value: Any) -> str:
     """A bounded repr for error texts (huge or deeply nested values are cut)."""
-    return _short.repr(value)
+    try:
+        return _short.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int too long to print
+        return f"<{type(value).__name__}>"
 
 
 def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:

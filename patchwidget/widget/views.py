@@ -140,6 +140,11 @@ class ViewData:
             "total": self.total,
             "elapsed_s": round(elapsed, 3),
             "eta_s": None if eta is None else round(eta, 1),
+            "nonfinite": [
+                f"{site} {cell}" if self.request.kind == "head_parts" else cell
+                for _, site, result in self.results
+                for cell in result.metadata.get("nonfinite", [])
+            ],
         }
 
     def buffer(self) -> bytes:
