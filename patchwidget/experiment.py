@@ -22,7 +22,7 @@ from . import checks
 from ._version import __version__
 from .architectures import architecture_for, dims_of
 from .batching import first_layer
-from .circuit import CircuitResult, complement_of
+from .circuit import CircuitResult, complement_of, mixed_kinds_note
 from .components import SITES, Component
 from .corruptions import DIRECTIONS, Corruption, Inputs, RunInput, strategy_for
 from .engine import Engine
@@ -322,20 +322,27 @@ class Experiment:
         Args:
             components: the circuit's ``pw.Component`` s; the complement is every other
                 component at the same granularity (site, head/neuron axis, position or not).
+                A circuit mixing granularities gets no complement (a warning and
+                ``complement_note`` say why): only the circuit itself is patched.
         """
         components = _component_list(components, "circuit")
         if not components:
             raise ValueError("the circuit is empty: give at least one pw.Component")
-        complement = complement_of(components, self.dims, self.length)
+        note = mixed_kinds_note(components)
+        complement = [] if note else complement_of(components, self.dims, self.length)
+        parts_of = [("circuit", components)] + ([] if note else [("complement", complement)])
         results = {
             (d, which): self.patch(parts, d, label=which)
             for d in self.directions
-            for which, parts in (("circuit", components), ("complement", complement))
+            for which, parts in parts_of
         }
+        if note:
+            checks.warn(f"no complement: {note}")
         return CircuitResult(
             components=tuple(components),
             complement_size=len(complement),
             results=results,
+            complement_note=note,
         )
 
     # ------------------------------------------------------------------ internals

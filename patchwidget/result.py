@@ -160,7 +160,7 @@ class PatchResult:
             ax: a matplotlib axes to draw into (default: a new figure).
             title: the plot's title (default: site, direction and metric).
             scale: ``"auto"`` (±1 = the whole gap when normalised, else the largest |value|),
-                ``"gap"``, ``"fit"`` or a number.
+                ``"gap"``, ``"fit"`` or a positive number.
         """
         from .plotting import plot_result
 

@@ -371,7 +371,7 @@ def test_circuit_checks_circuit_and_complement_in_both_directions() -> None:
     w = make_widget()
     components = [
         {"site": "head", "layer": 2, "head": 1},
-        {"site": "resid_pre", "layer": 1, "pos": 10},
+        {"site": "head", "layer": 1, "head": 0},
     ]
     send(w, {"type": "circuit", "id": 1, "components": components})
     assert final(w, 1)["type"] == "circuit_result"

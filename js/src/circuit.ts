@@ -80,9 +80,10 @@ export class CircuitPanel {
       return;
     }
     const metric = this.store.get("metric");
+    const note = res.meta.complement_note ?? null;
     const cell = (direction: string, which: string) => {
       const e = res.entries.find((x) => x.direction === direction && x.which === which);
-      if (!e) return h("td", { text: "–" });
+      if (!e) return h("td", { text: which === "complement" && note ? "not defined" : "–", title: which === "complement" && note ? note : undefined });
       const { fraction, raw } = circuitFraction(e, metric, res.meta.n_pairs);
       return h(
         "td",
@@ -104,6 +105,7 @@ export class CircuitPanel {
           h("tr", {}, h("th", { text: "complement" }), cell("denoising", "complement"), cell("noising", "complement")),
         ),
       ),
+      h("p", { class: "pw-complement-note", "data-testid": "pw-complement-note", hidden: !note, text: note ? `No complement: ${note}.` : "" }),
       h("p", { class: "pw-hint", text: "A good circuit: restoring it recovers most of the behaviour (denoising), and corrupting everything else keeps most of it (noising, complement)." }),
     );
   }

@@ -1,7 +1,7 @@
 // Heatmap panels (one per direction) with legends, the shared colour bar and scale control,
 // tooltip, mouse and keyboard. Painting itself lives in paint.ts.
 import { formatValue } from "./colors";
-import { describeComponent, drillRequest } from "./drill";
+import { describeComponent, drillOptions, drillRequest } from "./drill";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
@@ -249,7 +249,9 @@ export class HeatmapArea {
       this.store.toggleCircuit(comp);
       return;
     }
-    const next = drillRequest(comp, view.meta.request.direction, this.store.get("sites"));
+    const sites = this.store.get("sites");
+    const nLayers = Number(this.store.get("info")?.n_layers ?? Infinity);
+    const next = drillRequest(comp, view.meta.request.direction, sites, nLayers);
     if (typeof next === "string") {
       this.store.note(next);
       return;
@@ -257,7 +259,7 @@ export class HeatmapArea {
     // Keep keyboard focus in the widget while the finer map runs, then on its first panel.
     this.refocus = true;
     this.el.focus();
-    this.store.runView(next, true);
+    this.store.runView(next, true, drillOptions(comp, view.meta.request.direction, sites, nLayers));
   }
 
   private theme(): Theme {

@@ -59,6 +59,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const circuit = new CircuitPanel(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
+  const alternatives = h("div", { class: "pw-row pw-drill-options", "data-testid": "pw-drill-options", hidden: true });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
   const code = h("textarea", { class: "pw-code", readonly: true, rows: 8, hidden: true, "aria-label": "generated code" });
   const root = h(
@@ -68,6 +69,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     prompts.el,
     error,
     crumbs,
+    alternatives,
     heatmap.el,
     heatmap.notes,
     message,
@@ -77,6 +79,14 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   el.replaceChildren(root);
 
   const renderCrumbs = () => {
+    const current = store.current;
+    const options = current?.options ?? [];
+    const shown = options.findIndex((o) => o.request.kind === current?.request.kind && o.request.site === current?.request.site);
+    alternatives.hidden = options.length < 2;
+    alternatives.replaceChildren(
+      h("span", { class: "pw-hint", text: "This cell also opens: " }),
+      ...options.flatMap((o, i) => (i === shown ? [] : [h("button", { type: "button", class: "pw-button", "data-testid": "pw-drill-option", "data-option": i, text: o.text })])),
+    );
     crumbs.replaceChildren(
       ...store.crumbs.map((c, i) => {
         const last = i === store.crumbs.length - 1;
@@ -91,6 +101,10 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
       }),
     );
   };
+  d.listen<MouseEvent>(alternatives, "click", (e) => {
+    const option = (e.target as HTMLElement).closest<HTMLElement>("[data-option]")?.dataset.option;
+    if (option !== undefined) store.switchOption(Number(option));
+  });
   d.listen<MouseEvent>(crumbs, "click", (e) => {
     const index = (e.target as HTMLElement).closest<HTMLElement>("[data-index]")?.dataset.index;
     if (index !== undefined) store.goTo(Number(index));

@@ -16,7 +16,7 @@ export const N_FIELDS = READOUT_FIELDS.length;
 
 /** A sweep (or a head's q/k/v/pattern parts) to run and show. */
 export interface ViewRequest {
-  kind: "sweep" | "head_parts";
+  kind: "sweep" | "head_parts" | "writers";
   site: string;
   direction: ViewDirection;
   layers: number[] | null;
@@ -37,7 +37,8 @@ export interface ViewMeta {
   axes: string[];
   shape: number[];
   labels: Record<string, string[]>;
-  coords: Record<string, (number | string)[]>;
+  /** Per axis, each index's coordinate; a `writer` axis holds component fields ({site, head?}). */
+  coords: Record<string, (number | string | Partial<ComponentSpec>)[]>;
   fixed: Record<string, number>;
   n_pairs: number;
   done: number;
@@ -66,6 +67,8 @@ export interface CircuitMeta {
   components: ComponentSpec[];
   entries: { direction: Direction; which: "circuit" | "complement" }[];
   n_pairs: number;
+  /** Why no complement was patched (a circuit mixing component kinds); null otherwise. */
+  complement_note?: string | null;
 }
 
 export interface SiteInfo {

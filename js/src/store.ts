@@ -2,6 +2,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
 import { gridLayout, type GridLayout } from "./layout";
+import type { DrillOption } from "./drill";
 import type { ScaleChoice, ScaleMode } from "./scale";
 import { KernelWatch, LOST_MESSAGE } from "./watchdog";
 import {
@@ -26,6 +27,8 @@ export interface Crumb {
   label: string;
   request: ViewRequest;
   view: ViewState | null;
+  /** Finer views of the same cell (e.g. a residual cell's writers and readers); one is shown. */
+  options?: DrillOption[];
 }
 
 export interface Problem {
@@ -192,9 +195,9 @@ export class Store {
   }
 
   /** Show a view: `push` adds a breadcrumb level (drill-down), otherwise starts a new trail. */
-  runView(request: ViewRequest, push: boolean): void {
+  runView(request: ViewRequest, push: boolean, options?: DrillOption[]): void {
     this.error = null;
-    const crumb: Crumb = { label: request.label || request.site, request, view: null };
+    const crumb: Crumb = { label: request.label || request.site, request, view: null, options };
     this.crumbs = push ? [...this.crumbs, crumb] : [crumb];
     this.activeViewId = this.send("sweep", { ...request });
     this.emit("view");
@@ -212,6 +215,15 @@ export class Store {
     this.runView(last.request, true);
   }
 
+  /** Show another of the current drill-down's options (e.g. readers instead of writers). */
+  switchOption(index: number): void {
+    const current = this.current;
+    const option = current?.options?.[index];
+    if (!current || !option) return;
+    this.crumbs = this.crumbs.slice(0, -1);
+    this.runView({ ...option.request, direction: current.request.direction }, true, current.options);
+  }
+
   /** First display without a saved result: sweep the chosen site once, so there's a map to see. */
   autoRun(request: ViewRequest): void {
     if (this.autoRan || this.crumbs.length || this.running) return;
@@ -223,11 +235,16 @@ export class Store {
   goTo(index: number): void {
     if (index < 0 || index >= this.crumbs.length - 1) return;
     if (this.running?.kind === "sweep") this.cancel();
-    this.crumbs = this.crumbs.slice(0, index + 1);
     const crumb = this.crumbs[index];
-    if (crumb.view) this.activeViewId = crumb.view.meta.id;
-    else this.runView(crumb.request, true);
-    this.emit("view");
+    if (crumb.view) {
+      this.crumbs = this.crumbs.slice(0, index + 1);
+      this.activeViewId = crumb.view.meta.id;
+      this.emit("view");
+      return;
+    }
+    // Not shown in this direction yet: rerun it in place (it was doubled here: "head › head").
+    this.crumbs = this.crumbs.slice(0, index);
+    this.runView(crumb.request, true, crumb.options);
   }
 
   cancel(): void {

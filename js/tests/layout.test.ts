@@ -63,4 +63,14 @@ describe("grid layout", () => {
     expect(geom.colLabelEvery).toBeGreaterThan(1);
     expect(cellAt(geom.x0 + 3071.5 * geom.cw, geom.y0 + 0.5 * geom.ch, geom, 12, 3072)).toEqual({ r: 0, c: 3071 });
   });
+
+  it("keeps rotated column labels inside the canvas and the canvas inside its width", () => {
+    const labels = ["10: Kate/Henry", "11: gave", "12: a", "13: flower", "14: to"];
+    const five = { nRows: 3, nCols: 5, rowLabels: ["L0", "L1", "L2"], colLabels: labels };
+    for (const width of [300, 390, 640]) expect(gridGeometry(width, five).width).toBeLessThanOrEqual(width + 1);
+    const one = gridGeometry(640, { nRows: 4, nCols: 1, rowLabels: ["q", "k", "v", "pattern"], colLabels: ["10: Kate/Henry"] });
+    expect(one.rotateColLabels).toBe(true);
+    // a label of n characters leans about 3.3 px per character right of its column's centre
+    expect(one.width - (one.x0 + one.cw / 2)).toBeGreaterThanOrEqual(14 * 3.3);
+  });
 });

@@ -1,5 +1,4 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { WidgetState } from "../src/protocol";
 import { Store } from "../src/store";
 import { LOST_MESSAGE, PING_WAIT_MS, QUIET_MS } from "../src/watchdog";
 

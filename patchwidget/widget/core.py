@@ -12,6 +12,8 @@ import traitlets as t
 from ..components import SITES
 from .handlers import RequestHandlers
 from .messages import Limits
+from .names import caller_name
+from .names import model_expr as loadable_model_expr
 
 if TYPE_CHECKING:
     from ..experiment import Experiment
@@ -51,16 +53,22 @@ class PatchingWidget(anywidget.AnyWidget):
     def __init__(self, experiment: Any, *, model_expr: str | None = None, **kwargs: Any) -> None:
         from ..experiment import Experiment
 
+        # Generated code reuses the notebook's own variables for the model / the experiment.
+        experiment_name = None
         if not isinstance(experiment, Experiment):
+            model_expr = model_expr or caller_name(experiment)
             experiment = Experiment(experiment, **kwargs)
         elif kwargs:
             raise TypeError("pass either an Experiment or a model with prompt keywords, not both")
+        else:
+            experiment_name = caller_name(experiment)
         super().__init__(_model_key=uuid.uuid4().hex)
         self.experiment: Experiment = experiment
         self.result: Any = None
         self.results: list[Any] = []
         self.circuit_checks: Any = None
-        self.model_expr = model_expr or _model_expr(experiment)
+        self.model_expr = model_expr or loadable_model_expr(experiment)
+        self.named_experiment = (experiment, experiment_name)
         self.describe_experiment()
         if self.directions["denoising"]:
             self.direction = "noising"  # the only direction an ablation supports
@@ -152,8 +160,3 @@ def _unknown_flags(exp: Any) -> dict[str, list[list[bool]]]:
         "corrupted": flags(prompts.corrupted_ids or prompts.clean_ids),
         "answers": flags(prompts.answer_ids),
     }
-
-
-def _model_expr(experiment: Any) -> str:
-    name = dict(experiment.info).get("model_name") or "<model name>"
-    return f"pw.load_model({name!r})"

@@ -28,6 +28,7 @@ from .messages import (
     parse_view,
     require_id,
     require_object,
+    writer_layers,
 )
 from .requests import RequestLog, short_repr
 from .views import KeptViews, ViewData, circuit_payload
@@ -95,7 +96,7 @@ class RequestHandlers:
         request = self._view_request(msg)
         entry.update(
             kind="sweep",
-            site=request.site if request.kind == "sweep" else "head_parts",
+            site=request.site if request.kind == "sweep" else request.kind,
             direction=request.direction,
             layers=list_or_none(request.layers),
             heads=list_or_none(request.heads),
@@ -238,14 +239,14 @@ class RequestHandlers:
             Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
-        checks = self.widget.experiment.circuit(components)
+        checks = self.widget.experiment.circuit(components)  # its notes travel in the reply
         if job.superseded:
             self._superseded(job, entry)
             return
         as_json = [
             {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
         ]
-        meta, buffer = circuit_payload(job.id, as_json, checks.results)
+        meta, buffer = circuit_payload(job.id, as_json, checks.results, checks.complement_note)
         with self.widget.hold_sync():
             self.widget.circuit_meta = meta
             self.widget.circuit_bytes = buffer
@@ -354,7 +355,9 @@ class RequestHandlers:
     def _source(self) -> ExperimentSource:
         exp = self.widget.experiment
         corruption = exp.corruption
+        named, name = self.widget.named_experiment
         return ExperimentSource(
+            experiment_expr=name if named is exp else None,
             model_expr=self.widget.model_expr,
             clean=tuple(self.widget.prompts["clean"]),
             corrupted=() if corruption is not None else tuple(self.widget.prompts["corrupted"]),
@@ -381,6 +384,13 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
     for direction in request.directions:
         if request.kind == "sweep":
             calls.append((direction, request.site, base))
+            continue
+        if request.kind == "writers":
+            (layer,) = request.layers or (0,)
+            head_layers, mlp_layers = writer_layers(request.site, layer)
+            for site, layers in (("head_by_pos", head_layers), ("mlp_out", mlp_layers)):
+                if layers:
+                    calls.append((direction, site, dict(base, layers=list(layers))))
             continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)

@@ -12,10 +12,13 @@ from typing import Any
 from ..components import HEAD_PART_SITES, SITES
 from ..corruptions import DIRECTIONS
 from ..metrics import METRICS
+from ..sites import KV_SITES
 from .requests import short_repr
 
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")
-VIEW_KINDS = ("sweep", "head_parts")
+VIEW_KINDS = ("sweep", "head_parts", "writers")
+RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
+WRITER_SITES = ("head_by_pos", "mlp_out")
 MAX_LIST = 100_000
 MAX_TEXT = 100_000
 
@@ -77,9 +80,6 @@ class ViewRequest:
         }
 
 
-KV_SITES = ("head_k", "head_v")
-
-
 @dataclass(frozen=True)
 class ComponentSpec:
     """A component as the front end names it: ``head`` is a query head (sites head,
@@ -122,8 +122,9 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
     """A sweep/drill-down request, checked against the model's sizes and available sites."""
     kind = _choice(msg.get("kind", "sweep"), "kind", VIEW_KINDS)
     direction = _choice(msg.get("direction"), "direction", VIEW_DIRECTIONS)
-    site = _choice(msg.get("site"), "site", tuple(SITES) if kind == "sweep" else ("head",))
-    needed = HEAD_PART_SITES if kind == "head_parts" else (site,)
+    allowed = {"sweep": tuple(SITES), "head_parts": ("head",), "writers": RESIDUAL_SITES}[kind]
+    site = _choice(msg.get("site"), "site", allowed)
+    needed = {"sweep": (site,), "head_parts": HEAD_PART_SITES, "writers": WRITER_SITES}[kind]
     for name in needed:
         reason = sites.get(name, "unknown site")
         if reason is not None:
@@ -147,7 +148,24 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
         or len(request.heads) != 1
     ):
         raise MessageError("a head drill-down needs exactly one layer and one head", "heads")
+    if kind == "writers":
+        if request.layers is None or len(request.layers) != 1:
+            raise MessageError("a writers view needs exactly one layer", "layers")
+        if request.positions is None or len(request.positions) != 1:
+            raise MessageError("a writers view needs exactly one position", "positions")
+        if not any(writer_layers(site, request.layers[0])):
+            raise MessageError(
+                "only the embeddings write the residual stream entering layer 0", "layers"
+            )
     return request
+
+
+def writer_layers(site: str, layer: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Layers whose attention heads, and whose MLPs, write the residual stream ``site`` of
+    ``layer`` (every earlier block; resid_mid also the layer's own attention)."""
+    heads_to = {"resid_pre": layer, "resid_mid": layer + 1, "resid_post": layer + 1}[site]
+    mlps_to = {"resid_pre": layer, "resid_mid": layer, "resid_post": layer + 1}[site]
+    return tuple(range(heads_to)), tuple(range(mlps_to))
 
 
 def parse_components(raw: Any, limits: Limits, sites: dict[str, str | None]) -> list[ComponentSpec]:

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..components import HEAD_PART_SITES
 from ..readouts import READOUT_FIELDS
-from .messages import KV_SITES, ViewRequest
+from ..sites import KV_SITES
+from .messages import ViewRequest, writer_layers
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
@@ -49,7 +50,15 @@ class ViewData:
         if not self.panels:
             self._allocate(result, readouts)
         panel = self.panels[direction]
-        if self.request.kind == "head_parts":
+        if self.request.kind == "writers":
+            target = panel["readouts"]
+            n_heads = target.shape[1] - 1
+            rows = [self.coords["layer"].index(layer) for layer in result.coords["layer"]]
+            if site == "mlp_out":
+                target[rows, n_heads] = readouts.reshape(len(rows), *target.shape[2:])
+            else:
+                target[rows, :n_heads] = readouts.reshape(len(rows), n_heads, *target.shape[2:])
+        elif self.request.kind == "head_parts":
             panel["readouts"][HEAD_PART_SITES.index(site)] = readouts.reshape(
                 panel["readouts"].shape[1:]
             )
@@ -64,7 +73,21 @@ class ViewData:
         self.results.append((direction, site, result))
 
     def _allocate(self, result: Any, readouts: np.ndarray) -> None:
-        if self.request.kind == "head_parts":
+        if self.request.kind == "writers":
+            head_layers, mlp_layers = writer_layers(self.request.site, _single(self.request.layers))
+            layers = sorted(set(head_layers) | set(mlp_layers))
+            pos = _single(self.request.positions)
+            n_heads = len(result.coords["head"]) if result.site == "head_by_pos" else 0
+            self.axes = ["layer", "writer"]
+            self.shape = [len(layers), n_heads + 1]
+            self.labels = {
+                "layer": [f"L{layer}" for layer in layers],
+                "writer": [*(f"H{h}" for h in range(n_heads)), "MLP"],
+            }
+            writers: list[Any] = [{"site": "head_by_pos", "head": h} for h in range(n_heads)]
+            self.coords = {"layer": layers, "writer": [*writers, {"site": "mlp_out"}]}
+            self.fixed = {"pos": pos}
+        elif self.request.kind == "head_parts":
             pos_axis = list(result.axes).index("pos")
             n_pos = readouts.shape[pos_axis]
             self.axes = ["site", "pos"]
@@ -74,8 +97,12 @@ class ViewData:
                 "pos": list(result.labels["pos"]),
             }
             self.coords = {"site": list(HEAD_PART_SITES), "pos": list(result.coords["pos"])}
-            layer, head = self.request.drilled_head
-            self.fixed = {"layer": layer, "head": head, "kv_head": head // self.kv_group}
+            head = _single(self.request.heads)
+            self.fixed = {
+                "layer": _single(self.request.layers),
+                "head": head,
+                "kv_head": head // self.kv_group,
+            }
         else:
             # The head axis of a k/v sweep counts key/value heads: named so on the wire.
             kv = result.site in KV_SITES
@@ -155,8 +182,18 @@ class ViewData:
         return b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
 
 
+def _single(values: tuple[int, ...] | None) -> int:
+    """The one index of a drill view's restriction (validated to hold exactly one)."""
+    if values is None or len(values) != 1:
+        raise ValueError(f"expected one index, got {values!r}")
+    return values[0]
+
+
 def circuit_payload(
-    request_id: int, components: list[dict[str, Any]], results: dict[tuple[str, str], Any]
+    request_id: int,
+    components: list[dict[str, Any]],
+    results: dict[tuple[str, str], Any],
+    complement_note: str | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Meta and buffer of a circuit check: per entry, readouts then clean and corrupted."""
     entries, parts, n_pairs = [], [], 0
@@ -175,6 +212,7 @@ def circuit_payload(
         "entries": entries,
         "n_pairs": n_pairs,
         "fields": list(READOUT_FIELDS),
+        "complement_note": complement_note,
     }
     return meta, b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
 
