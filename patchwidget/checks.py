@@ -139,6 +139,20 @@ def unknown_id(tokenizer: Any) -> int | None:
     return None if unk is None or unk in specials else int(unk)
 
 
+def patch_count(sizes: dict[str, int], axes: Sequence[str], given: dict[str, Any]) -> int:
+    """How many patch sets a sweep over ``axes`` visits (``given``: its restrictions)."""
+    count = 1
+    for axis in axes:
+        chosen = given.get(_AXIS_ARGUMENT[axis])
+        count *= sizes[axis] if chosen is None else len(chosen)
+    return count
+
+
+def duration(seconds: float) -> str:
+    """A duration in words: "40 s", "12 min", "2.3 h"."""
+    return _duration(seconds)
+
+
 def long_sweep(n_rows: int, seconds_per_row: float, what: str) -> float:
     """Warn when ``n_rows`` patched runs are estimated to take longer than ``LONG_SWEEP_S``."""
     estimate = n_rows * seconds_per_row

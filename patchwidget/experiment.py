@@ -396,16 +396,17 @@ class Experiment:
 
     def _warn_if_long(self, patch_sets: list[list[Target]], what: str) -> None:
         """A warning with a time estimate before a sweep that will take long."""
-        if len(patch_sets) * self.n_pairs * self._row_seconds <= checks.LONG_SWEEP_S / 4:
+        if len(patch_sets) * self.n_pairs * self.seconds_per_run <= checks.LONG_SWEEP_S / 4:
             return  # clearly short: skip counting the layers each patch lets us skip
         n_layers = self.dims.n_layers
         share = float(np.mean([1 - first_layer(ts) / n_layers for ts in patch_sets]))
-        checks.long_sweep(len(patch_sets) * self.n_pairs, self._row_seconds * share, what)
+        checks.long_sweep(len(patch_sets) * self.n_pairs, self.seconds_per_run * share, what)
 
     def _baselines(self) -> None:
         start = time.perf_counter()
         clean_logits, _ = self.engine.forward(self._clean_ids)
-        self._row_seconds = (time.perf_counter() - start) / self.n_pairs
+        # Seconds one prompt's forward pass took here: the base of long-sweep estimates.
+        self.seconds_per_run = (time.perf_counter() - start) / self.n_pairs
         corrupted = self._strategy.corrupted_run(self._inputs)
         if corrupted is None:
             # No corrupted run of its own: the clean run with the corruption's values patched

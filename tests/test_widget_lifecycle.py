@@ -319,3 +319,19 @@ def test_ping_is_answered_and_prompt_notes_come_back() -> None:
         and "clean prompt of pair 1" in reply["notes"][0]
     )
     assert w.prompts["notes"] == reply["notes"]
+
+
+def test_a_long_sweep_waits_for_run_it_anyway(monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchwidget import checks
+
+    w = make_widget()
+    monkeypatch.setattr(checks, "LONG_SWEEP_S", 0.0)
+    sweep = {"type": "sweep", "site": "neuron", "direction": "denoising", "layers": [0]}
+    send(w, {**sweep, "id": 1})
+    reply = final(w, 1)
+    assert reply["type"] == "error" and reply["field"] == "confirm"
+    n = w.experiment.dims.d_mlp * N_PAIRS
+    assert f"runs {n:,} patched passes: about" in reply["message"]
+    assert not replies(w, 1, "started")
+    send(w, {**sweep, "id": 2, "confirmed": True})
+    assert final(w, 2)["status"] == "done"

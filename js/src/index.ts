@@ -1,6 +1,7 @@
 // anywidget entry: `initialize` owns the per-model Store, `render` builds one view of it.
 import type { AnyModel } from "@anywidget/types";
 import { CircuitPanel } from "./circuit";
+import { LongSweepConfirm } from "./confirm";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
@@ -57,6 +58,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
+  const confirm = new LongSweepConfirm(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const alternatives = h("div", { class: "pw-row pw-drill-options", "data-testid": "pw-drill-options", hidden: true });
@@ -68,6 +70,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     controls.el,
     prompts.el,
     error,
+    confirm.el,
     crumbs,
     alternatives,
     heatmap.el,
@@ -115,6 +118,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     const err = store.error;
     error.hidden = !err;
     error.textContent = err ? err.message : "";
+    confirm.update(err);
     controls.updateStatus();
   };
 

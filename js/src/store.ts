@@ -203,6 +203,15 @@ export class Store {
     this.emit("view");
   }
 
+  /** Run the current view's sweep although the kernel estimated that it takes long. */
+  runAnyway(): void {
+    const current = this.current;
+    if (!current) return;
+    this.error = null;
+    this.activeViewId = this.send("sweep", { ...current.request, confirmed: true });
+    this.emit("view");
+  }
+
   /** The current view again in another direction; earlier breadcrumb levels rerun when revisited. */
   rerunIn(direction: ViewDirection): void {
     if (!this.crumbs.length) {

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import checks
 from ..checks import shown_elsewhere
-from ..sites import kv_group, kv_head
+from ..sites import kv_group, kv_head, n_heads_of, sweep_axes
 from .codegen import ExperimentSource, circuit_code, view_code
 from .exports import parse_display, save_view_figure, write_view_csv
 from .jobs import Job, JobQueue
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .core import PatchingWidget
 
 PROGRESS_INTERVAL_S = 0.2
+CONFIRM_FIELD = "confirm"  # the error field of a sweep that waits for "run it anyway"
 Entry = dict[str, Any]
 Handler = Callable[[int, dict[str, Any], Entry], None]
 
@@ -94,6 +96,7 @@ class RequestHandlers:
 
     def _handle_sweep(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         request = self._view_request(msg)
+        self._confirm_if_long(request, msg)
         entry.update(
             kind="sweep",
             site=request.site if request.kind == "sweep" else request.kind,
@@ -127,6 +130,32 @@ class RequestHandlers:
             entry,
             lambda job: self._run_set_prompts(job, clean, corrupted, answers, entry),
         )
+
+    def _confirm_if_long(self, request: ViewRequest, msg: dict[str, Any]) -> None:
+        """Refuse, on the field ``confirm``, a sweep estimated to take long unless confirmed."""
+        if msg.get("confirmed") is True:
+            return
+        exp = self.widget.experiment
+        dims = exp.dims
+        patches = 0
+        for _, site, kwargs in _sweep_calls(request, self._kv_group()):
+            sizes = {
+                "layer": dims.n_layers,
+                "head": n_heads_of(site, dims),
+                "pos": exp.length,
+                "neuron": dims.d_mlp,
+            }
+            axes = sweep_axes(site, bool(kwargs.get("by_pos")) or site == "head_by_pos")
+            patches += checks.patch_count(sizes, axes, kwargs)
+        # Patched runs skip the layers before their patch: about half the model on average.
+        seconds = patches * exp.n_pairs * exp.seconds_per_run * 0.5
+        if seconds > checks.LONG_SWEEP_S:
+            raise MessageError(
+                f"This sweep runs {patches * exp.n_pairs:,} patched passes: about "
+                f"{checks.duration(seconds)} here. Run it anyway, or choose a smaller view "
+                "(drill into a cell, another site, or fewer prompt pairs).",
+                CONFIRM_FIELD,
+            )
 
     def _view_request(self, msg: dict[str, Any]) -> ViewRequest:
         request = parse_view(msg, self.widget.limits(), self.widget.site_reasons())
@@ -239,18 +268,18 @@ class RequestHandlers:
             Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
-        checks = self.widget.experiment.circuit(components)  # its notes travel in the reply
+        checked = self.widget.experiment.circuit(components)  # its notes travel in the reply
         if job.superseded:
             self._superseded(job, entry)
             return
         as_json = [
             {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
         ]
-        meta, buffer = circuit_payload(job.id, as_json, checks.results, checks.complement_note)
+        meta, buffer = circuit_payload(job.id, as_json, checked.results, checked.complement_note)
         with self.widget.hold_sync():
             self.widget.circuit_meta = meta
             self.widget.circuit_bytes = buffer
-        self.widget.circuit_checks = checks
+        self.widget.circuit_checks = checked
         entry.update(status="done")
         self.log.reply({"type": "circuit_result", "id": job.id, "meta": meta}, [buffer])
 
