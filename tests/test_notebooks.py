@@ -66,10 +66,13 @@ def test_workshop(tmp_path, monkeypatch):
     new_io = text.split("denoising, strongest:")[2]
     assert new_io.split("\n")[2].split()[:2] == ["L0", "H1"]  # the IO path, new_io
     assert "both paths   (5 heads): denoising 0.9" in text
-    assert count(nb, "image/png") == 6
-    assert count(nb, WIDGET_VIEW) >= 1
+    assert "noise baselines: {'clean': 14." in text  # noise vs ablation vs counterfactual
+    kl = text.split("logit_diff    kl")[1].split("\n")
+    assert kl[1].split()[0] == "L0H0" and float(kl[1].split()[1]) > 1 > float(kl[1].split()[2])
+    assert count(nb, "image/png") == 8
+    assert count(nb, WIDGET_VIEW) >= 3  # the lesson's widget tasks
     answers = [c for c in nb.cells if c.cell_type == "markdown" and "<summary>Answer" in c.source]
-    assert len(answers) == 5
+    assert len(answers) == 9
 
 
 def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):
