@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .architectures import Architecture, register_architecture
+from .checks import PatchingWarning
 from .circuit import CircuitResult
 from .components import SITES, Component
 from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAblation
@@ -24,6 +25,7 @@ __all__ = [
     "LabeledArray",
     "MeanAblation",
     "PatchResult",
+    "PatchingWarning",
     "ResampleAblation",
     "ZeroAblation",
     "__version__",

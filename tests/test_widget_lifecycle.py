@@ -308,7 +308,7 @@ def test_a_deeply_nested_id_gets_one_reply() -> None:
 def test_ping_is_answered_and_prompt_notes_come_back() -> None:
     w = make_widget()
     send(w, {"type": "ping", "id": 1})
-    assert [c["type"] for c, _ in replies(w, 1)] == ["pong"]
+    assert [c["type"] for c, _ in replies(w, 1)] == ["pong"] and w.history == []
     text = _prompt_text(2, seed=1)
     text["clean"] = text["clean"].replace(" to", " to,", 1)  # "to," is not a word it knows
     send(w, {"type": "set_prompts", "id": 2, **text})
@@ -335,3 +335,22 @@ def test_a_long_sweep_waits_for_run_it_anyway(monkeypatch: pytest.MonkeyPatch) -
     assert not replies(w, 1, "started")
     send(w, {**sweep, "id": 2, "confirmed": True})
     assert final(w, 2)["status"] == "done"
+
+
+def test_a_kernel_side_failure_is_logged_with_its_stack_trace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = make_widget()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("engine on fire")
+
+    w.experiment.sweep = broken
+    with caplog.at_level("ERROR", logger="patchwidget"):
+        send(w, {"type": "sweep", "id": 1, "site": "attn_out", "direction": "noising"})
+        reply = final(w, 1)
+    assert reply["message"] == "sweep failed: RuntimeError: engine on fire"
+    assert reply["field"] is None
+    (record,) = [r for r in caplog.records if r.name == "patchwidget.widget.requests"]
+    assert record.exc_info is not None and "broken" in caplog.text  # the frame that raised
+    assert sum("engine on fire" in c.get("message", "") for c, _ in replies(w, 1)) == 1

@@ -59,7 +59,6 @@ class RequestHandlers:
             "copy_code": self._handle_copy_code,
             "save_figure": self._handle_save_figure,
             "export_csv": self._handle_export_csv,
-            "ping": self._handle_ping,
         }
 
     def on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
@@ -73,6 +72,9 @@ class RequestHandlers:
             return
         except Exception as error:  # e.g. a pathologically nested message
             self.log.internal_error(self.log.record(request_id, "invalid"), error)
+            return
+        if kind == "ping":  # the front end's liveness check: answered, not kept in the history
+            self.log.reply({"type": "pong", "id": request_id})
             return
         handler = self._handlers.get(kind)
         entry = self.log.record(request_id, kind if handler else "invalid")
@@ -337,11 +339,6 @@ class RequestHandlers:
         self.log.reply(
             {"type": "ack", "id": request_id, "message": f"cancelling {job.id}", "target": job.id}
         )
-
-    def _handle_ping(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
-        """The front end checks that this kernel still answers (see js/src/watchdog.ts)."""
-        entry.update(status="done")
-        self.log.reply({"type": "pong", "id": request_id})
 
     def _handle_copy_code(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         source = self._source()
