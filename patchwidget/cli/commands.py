@@ -282,7 +282,7 @@ def _prompts_from_file(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     ):
         raise CliError(
             f'{path}: "answers" must be a list of [correct, incorrect] pairs, e.g. '
-            f'[[" Mary", " John"]], got {_one_line(json.dumps(answers))[:80]}'
+            f'[[" Mary", " John"]], got {json.dumps(answers)[:80]}'
         )
     return {
         "clean": data["clean"],
