@@ -7,7 +7,7 @@ import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
 import { guidanceNotes, isOutsideUnit } from "./notes";
 import { paintColorbar, paintPanel, type Theme } from "./paint";
-import { pairDiffs } from "./prompts";
+import { pairDiffs, pairPositionLabels } from "./prompts";
 import { N_FIELDS, type ComponentSpec, type Direction } from "./protocol";
 import { baseValue, beyondScale, displayValues, effectText, largestEffect, mattersText, scaleFor, type ScaleMode } from "./scale";
 import type { Store, ViewState } from "./store";
@@ -295,7 +295,7 @@ export class HeatmapArea {
     p.caption.textContent = `baselines (${METRIC_LABELS[metric]}): clean ${formatValue(p.base.clean)}, corrupted ${formatValue(p.base.corrupted)}`;
     p.matters.textContent = mattersText(p.direction, normalized, drop, p.base);
     const found = largestEffect(p.values, baseValue(p.direction, normalized, drop, p.base));
-    const where = found ? describeComponent(grid.component(Math.floor(found.index / grid.nCols), found.index % grid.nCols), this.store.get("prompts")?.position_labels ?? []) : "";
+    const where = found ? describeComponent(grid.component(Math.floor(found.index / grid.nCols), found.index % grid.nCols), this.positionLabels()) : "";
     p.effect.textContent = effectText(found, normalized, METRIC_LABELS[metric], where);
     p.effect.dataset.effect = found ? String(found.effect) : "";
     const canvas = p.canvas;
@@ -317,12 +317,27 @@ export class HeatmapArea {
         normalized: normalized ? p.norm : null,
         max: this.max,
         colCoords: view.meta.coords[grid.colAxis] ?? [],
+        colLabels: this.columnLabels(view),
         highlightCols: new Set(prompts ? pairDiffs(prompts, this.store.pair) : []),
         inCircuit: (c) => this.store.inCircuit(c),
         focus: document.activeElement === canvas ? p.focus : null,
       },
       this.theme(),
     );
+  }
+
+  /** Position labels of the pair whose tokens are shown. */
+  private positionLabels(): string[] {
+    const prompts = this.store.get("prompts");
+    return prompts ? pairPositionLabels(prompts, this.store.pair) : [];
+  }
+
+  /** Column labels; position columns name the shown pair's tokens. */
+  private columnLabels(view: ViewState): string[] {
+    const grid = view.grid;
+    if (grid.colAxis !== "pos" || this.store.pair === 0) return grid.colLabels;
+    const labels = this.positionLabels();
+    return (view.meta.coords.pos ?? []).map((p, c) => labels[Number(p)] ?? grid.colLabels[c]);
   }
 
   private renderLegend(view: ViewState, scaleLabel: string, normalized: boolean): void {
@@ -350,7 +365,7 @@ export class HeatmapArea {
     const raw = meanOverPairs(metric, data.readouts, i * view.meta.n_pairs * N_FIELDS, view.meta.n_pairs);
     const v = p.norm[i];
     const lines = [
-      describeComponent(comp, this.store.get("prompts")?.position_labels ?? []),
+      describeComponent(comp, this.positionLabels()),
       Number.isNaN(raw) ? "not run yet" : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,

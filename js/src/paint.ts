@@ -22,6 +22,7 @@ export interface PanelPaint {
   normalized: ArrayLike<number> | null;
   max: number;
   colCoords: (number | string | object)[];
+  colLabels: string[];
   highlightCols: Set<number>;
   inCircuit: (c: ComponentSpec) => boolean;
   focus: { r: number; c: number } | null;
@@ -82,7 +83,7 @@ function paintLabels(ctx: CanvasRenderingContext2D, p: PanelPaint, theme: Theme)
       ctx.textAlign = "center";
       ctx.textBaseline = "bottom";
     }
-    const label = grid.colLabels[c];
+    const label = p.colLabels[c] ?? grid.colLabels[c];
     ctx.fillText(label.length > 16 ? `${label.slice(0, 15)}…` : label, 0, 0);
     ctx.restore();
     ctx.textBaseline = "middle";

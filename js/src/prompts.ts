@@ -17,6 +17,13 @@ export function pairDiffs(p: PromptState, pair: number): number[] {
   return clean.flatMap((t, i) => (t !== corrupted[i] ? [i] : []));
 }
 
+/** Position labels of `pair` as the kernel writes them for pair 1: "5: Kate" or "5: Kate/Henry". */
+export function pairPositionLabels(p: PromptState, pair: number): string[] {
+  if (pair === 0 || !p.clean_tokens[pair]) return p.position_labels;
+  const corrupted = p.corrupted_tokens[pair] ?? [];
+  return p.clean_tokens[pair].map((c, i) => (corrupted[i] === undefined || corrupted[i] === c ? `${i}: ${c}` : `${i}: ${c}/${corrupted[i]}`));
+}
+
 const UNKNOWN_TITLE = "unknown to the tokenizer: the model reads a placeholder, not this word";
 
 function chips(tokens: string[], diffs: Set<number>, unknown: boolean[], testid: string): HTMLElement {

@@ -276,6 +276,24 @@ describe("render: scale, legends, pairs and listeners", () => {
     cleanup();
   });
 
+  it("names positions after the pair shown", async () => {
+    const model = fakeModel({ prompts: twoPairs });
+    widget.initialize({ model: model as never });
+    const el = document.createElement("div");
+    document.body.append(el);
+    const cleanup = widget.render({ model: model as never, el });
+    model.emit("msg:custom", ...viewReply(model.sent[0].id as number, [0, 0, 0.5]));
+    await new Promise((r) => setTimeout(r, 40));
+    const effect = () => el.querySelector('[data-testid="pw-largest-effect"]')?.textContent ?? "";
+    expect(effect()).toContain("position 2: c");
+    const pair = el.querySelector<HTMLSelectElement>('[data-testid="pw-pair"]')!;
+    pair.value = "1";
+    pair.dispatchEvent(new Event("change", { bubbles: true }));
+    await new Promise((r) => setTimeout(r, 40));
+    expect(effect()).toContain("position 2:  c/ f");
+    cleanup();
+  });
+
   it("keeps a constant number of listeners while panels are rebuilt and removes all on cleanup", async () => {
     const live = new Set<string>();
     const add = EventTarget.prototype.addEventListener;
