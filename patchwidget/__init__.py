@@ -11,6 +11,7 @@ from .metrics import METRICS
 from .modellock import model_lock
 from .models import load_model
 from .readouts import READOUT_FIELDS
+from .remote import RemoteExecutionError
 from .result import LabeledArray, PatchResult
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "MeanAblation",
     "PatchResult",
     "PatchingWarning",
+    "RemoteExecutionError",
     "ResampleAblation",
     "ZeroAblation",
     "__version__",

@@ -18,6 +18,7 @@ import torch
 
 from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Key, Target
 from .modellock import model_lock
+from .units import patch_units
 
 log = logging.getLogger(__name__)
 INTERFERENCE_RETRIES = 5
@@ -34,10 +35,9 @@ class Plan:
 class Engine:
     """Runs plain, patched and capturing forward passes of an nnsight model."""
 
-    def __init__(self, hooks: HookPoints, device: torch.device, remote: bool = False) -> None:
+    def __init__(self, hooks: HookPoints, device: torch.device) -> None:
         self.hooks = hooks
         self.device = device
-        self.remote = remote
 
     def forward(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, dict[Key, Any]]:
         """``_forward`` holding the model's lock: traces of one model never overlap.
@@ -86,8 +86,6 @@ class Engine:
             hooks.pattern_call()  # instruments the attention source; can't happen inside a trace
         saved: dict[Key, Any] = {}
         options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
-        if self.remote:
-            options["remote"] = True
         log.debug(
             "forward: %d rows, %d patched and %d saved hook points, %d layers skipped",
             len(ids),
@@ -98,7 +96,8 @@ class Engine:
         with torch.no_grad(), hooks.model.trace(ids.to(self.device), **options):
             if noise is not None:
                 embed = hooks.embed()
-                embed.output = embed.output + noise.to(self.device, embed.output.dtype)
+                clean = embed.output
+                embed.output = clean + noise.to(clean.device, clean.dtype)
             for layer, replacement in enumerate(skip):
                 hooks.block(layer).skip(replacement)
             for layer in layers:
@@ -118,14 +117,14 @@ class Engine:
                     units = hooks.to_units(point, tensor)
                     changed = key in masks
                     if changed:
-                        units = torch.where(masks[key], sources[key].to(units.dtype), units)
+                        units = patch_units(masks[key], sources[key], units)
                     if point == "block_in":
                         x_in = units
                     if point == "attn_contrib" and needs_mid:
                         assert x_in is not None, "block_in is read before attn_contrib"
                         mid = x_in + units
                         if mid_key in masks:
-                            mid = torch.where(masks[mid_key], sources[mid_key].to(mid.dtype), mid)
+                            mid = patch_units(masks[mid_key], sources[mid_key], mid)
                             units = mid - x_in
                             changed = True
                         if mid_key in save:

@@ -57,21 +57,29 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
     readouts = np.full((n_sets, n_pairs, len(READOUT_FIELDS)), np.nan, dtype=np.float32)
     metadata = exp._metadata(request.site, direction, request.meta)
 
-    def result(complete: bool) -> PatchResult:
+    def _result(values: np.ndarray, complete: bool) -> PatchResult:
         return PatchResult(
             site=request.site,
             direction=direction,
             axes=request.axes,
             coords=request.coords,
             labels=request.labels,
-            readouts=readouts.reshape(*request.shape, n_pairs, -1).copy(),
+            readouts=values.reshape(*request.shape, n_pairs, -1).copy(),
             clean_readouts=exp.clean_readouts,
             corrupted_readouts=exp.corrupted_readouts,
             metadata=metadata,
             complete=complete,
         )
 
+    def result(complete: bool) -> PatchResult:
+        return _result(readouts, complete)
+
     with exp._lock:
+        if exp._remote is not None:
+            # Remote models run through nnsight session requests (remote.py); the local
+            # shortcuts below (skipping unpatched layers, cached base-run blocks) need the
+            # model's activations here.
+            return exp._remote.run(request, lambda values, complete: _result(values, complete))
         keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
         sources = exp._source_values(direction, keys)
         base = exp._base_run(direction)
@@ -129,15 +137,13 @@ def _mark_nonfinite(
     batch[bad] = np.nan
     for i in np.flatnonzero(bad.any(axis=(1, 2))):
         pairs = np.flatnonzero(bad[i].any(axis=-1)) + 1
-        cell = f"{_describe(request, start + int(i))} (pair {', '.join(map(str, pairs))})"
+        cell = f"{describe(request, start + int(i))} (pair {', '.join(map(str, pairs))})"
         metadata.setdefault("nonfinite", []).append(cell)
         log.warning("non-finite readouts: %s, %s", request.site, cell)
 
 
 def base_blocks(exp: Experiment, direction: str) -> list[Any]:
     """Every block's output on the base run of a direction (to skip unpatched layers)."""
-    if exp.engine.remote:
-        return []
     if direction not in exp._block_outputs:
         base = exp._base_run(direction)
         saved = exp.engine.forward(base.ids, base.noise, save_blocks=True)[1]
@@ -154,7 +160,8 @@ def cancelled(cancel: Cancel | None) -> bool:
     return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
 
 
-def _describe(request: RunRequest, flat: int) -> str:
+def describe(request: RunRequest, flat: int) -> str:
+    """The component at flat index ``flat`` of a request's grid, e.g. ``layer 2, head 1``."""
     index = np.unravel_index(flat, request.shape)
     return ", ".join(
         f"{a} {request.coords[a][i]}" for a, i in zip(request.axes, index, strict=True)

@@ -1,5 +1,6 @@
 // Toolbar: site, direction, metric, normalisation, run/cancel, progress, export buttons.
 import { Disposer, h } from "./dom";
+import { EstimateToggle } from "./estimate";
 import { METRICS, type Direction, type Metric, type ViewDirection } from "./protocol";
 import type { Store } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
@@ -16,6 +17,7 @@ export class Controls {
   private meaning: HTMLElement;
   private bar: HTMLElement;
   private progressText: HTMLElement;
+  private estimate: EstimateToggle;
 
   constructor(
     private store: Store,
@@ -35,6 +37,7 @@ export class Controls {
       ...METRICS.map((m) => h("option", { value: m, text: METRIC_LABELS[m] })),
     );
     this.normalized = h("input", { type: "checkbox", "data-testid": "pw-normalized" });
+    this.estimate = new EstimateToggle(store, d);
     this.run = h("button", { class: "pw-button pw-primary", "data-testid": "pw-run", type: "button", text: "Run" });
     this.cancel = h("button", { class: "pw-button", "data-testid": "pw-cancel", type: "button", text: "Cancel" });
     const copy = h("button", { class: "pw-button", "data-testid": "pw-copy-code", type: "button", text: "Copy code", title: "Python that reproduces this view" });
@@ -60,6 +63,7 @@ export class Controls {
         label("Direction", this.direction),
         label("Metric", this.metric),
         h("label", { class: "pw-check" }, this.normalized, h("span", { text: "normalised (1 = clean, 0 = corrupted)" })),
+        this.estimate.el,
         h("span", { class: "pw-actions" }, this.run, this.cancel),
         h("span", { class: "pw-spacer" }),
         h("span", { class: "pw-exports" }, copy, save, csv),
@@ -68,8 +72,12 @@ export class Controls {
       this.progress,
     );
 
-    // Site and direction changes rerun through Store.settingChanged (also when set from Python).
-    d.listen(this.site, "change", () => this.store.set("site", this.site.value));
+    // Site and direction changes rerun through Store.settingChanged (also when set from Python);
+    // a site whose sweep would be long proposes the fast estimate first.
+    d.listen(this.site, "change", () => {
+      this.estimate.propose(this.site.value);
+      this.store.set("site", this.site.value);
+    });
     d.listen(this.direction, "change", () => this.store.set("direction", this.direction.value as ViewDirection));
     d.listen(this.metric, "change", () => this.store.set("metric", this.metric.value as Metric));
     d.listen(this.normalized, "change", () => this.store.set("normalized", this.normalized.checked));

@@ -2,6 +2,7 @@
 // tooltip, mouse and keyboard. Painting itself lives in paint.ts.
 import { formatValue } from "./colors";
 import { describeComponent, drillOptions, drillRequest } from "./drill";
+import { paintEstimated } from "./estimate";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
@@ -324,6 +325,9 @@ export class HeatmapArea {
       },
       this.theme(),
     );
+    const flags = view.estimate?.find((s) => s.direction === p.direction)?.exact;
+    if (flags) paintEstimated(ctx, flags, grid.nCols, g, cssVar(this.el, "--jp-ui-font-color1", "#333"));
+    p.holder.dataset.exact = flags ? JSON.stringify(Array.from(flags, (f) => (f > 0 ? 1 : 0))) : "";
   }
 
   /** Position labels of the pair whose tokens are shown. */
@@ -368,6 +372,7 @@ export class HeatmapArea {
       describeComponent(comp, this.positionLabels()),
       Number.isNaN(raw) ? "not run yet" : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
+      ...(view.estimate ? [view.estimate.find((s) => s.direction === p.direction)?.exact[i] ? "exact value" : "attribution estimate (exact value pending)"] : []),
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
     if (p.values !== p.norm && !Number.isNaN(v)) lines.splice(2, 0, `shown as the drop from clean: 1 − ${v.toPrecision(4)} = ${(1 - v).toPrecision(4)}`);

@@ -5,7 +5,9 @@ import { LongSweepConfirm } from "./confirm";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
+import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
+import { modelLine } from "./modelline";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -59,6 +61,8 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
   const confirm = new LongSweepConfirm(store, d);
+  const modelInfo = modelLine(model, d);
+  const estimate = new EstimatePanel(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const alternatives = h("div", { class: "pw-row pw-drill-options", "data-testid": "pw-drill-options", hidden: true });
@@ -67,6 +71,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
+    modelInfo,
     controls.el,
     prompts.el,
     error,
@@ -75,6 +80,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     alternatives,
     heatmap.el,
     heatmap.notes,
+    estimate.el,
     message,
     code,
     circuit.el,
@@ -127,16 +133,19 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
       case "view":
         renderCrumbs();
         heatmap.schedule();
+        estimate.update();
         renderStatus();
         break;
       case "progress":
         heatmap.schedule();
+        estimate.update();
         controls.updateStatus();
         break;
       case "settings":
         controls.updateSites();
         controls.updateSettings();
         heatmap.schedule();
+        estimate.update();
         circuit.update();
         break;
       case "circuit":
@@ -162,6 +171,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   renderCrumbs();
   renderStatus();
   heatmap.update();
+  estimate.update();
   store.autoRun(store.topRequest());
   return () => {
     d.dispose();

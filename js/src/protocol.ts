@@ -24,6 +24,8 @@ export interface ViewRequest {
   positions: number[] | null;
   neurons: number[] | null;
   label: string;
+  /** "attribution": the fast estimate first, then exact values (default "exact"). */
+  method?: "exact" | "attribution";
 }
 
 /** Describes the float32 buffer that travels with a view. */
@@ -46,6 +48,9 @@ export interface ViewMeta {
   eta_s: number | null;
   /** Cells whose patch gave NaN or inf in the model's output (blank on the map). */
   nonfinite?: string[];
+  /** "attribution" views carry an estimate section after the panels (see estimate.ts). */
+  method?: "exact" | "attribution";
+  note?: string;
 }
 
 /** Head index spaces: `head` is a query head (sites head, head_by_pos, head_q, head_pattern);
@@ -99,6 +104,7 @@ export interface WidgetState {
   directions: Record<Direction, string | null>;
   prompts: PromptState;
   status: string;
+  model_line: string;
   result_meta: ViewMeta | Record<string, never>;
   result_bytes: DataView | ArrayBuffer | null;
   circuit_meta: CircuitMeta | Record<string, never>;

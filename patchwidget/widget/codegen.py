@@ -42,13 +42,17 @@ def view_code(
         ["denoising", "noising"] if request["direction"] == "both" else [request["direction"]]
     )
     values = f'"{metric}", normalized={normalized}'
+    attribution = request.get("method") == "attribution"
     if request["kind"] == "sweep":
         for direction in directions:
             var = f"res_{direction}" if len(directions) > 1 else "res"
             args = [repr(request["site"]), f"direction={direction!r}", *_restrict(request)]
+            args += ['method="attribution"'] if attribution else []
             lines.append(f"{var} = exp.sweep({', '.join(args)})")
             lines.append(f"print({var}.values({values}))")
             lines.append(f"{var}.plot({values})")
+            if attribution:  # the estimate's largest cells, patched exactly
+                lines.append(f"print(exp.verify({var}, top=20, metric={metric!r}))")
         return "\n".join(lines) + "\n"
     lines[0:0] = ["import numpy as np", "from patchwidget.plotting import HeatPanel, draw_panels"]
     lines.append("panels = []")

@@ -12,6 +12,7 @@ import traitlets as t
 from ..components import SITES
 from .handlers import RequestHandlers
 from .messages import Limits
+from .modelline import model_line
 from .names import caller_name
 from .names import model_expr as loadable_model_expr
 
@@ -39,6 +40,7 @@ class PatchingWidget(anywidget.AnyWidget):
     directions = t.Dict().tag(sync=True)
     prompts = t.Dict().tag(sync=True)
     status = t.Unicode("idle").tag(sync=True)
+    model_line = t.Unicode().tag(sync=True)  # model, sizes, where it runs, last request's cost
     result_meta = t.Dict().tag(sync=True)
     result_bytes = t.Bytes(b"").tag(sync=True)
     circuit_meta = t.Dict().tag(sync=True)
@@ -106,6 +108,9 @@ class PatchingWidget(anywidget.AnyWidget):
     def describe_experiment(self) -> None:
         exp = self.experiment
         self.info = dict(exp.info)
+        self.model_line = model_line(exp)
+        if exp._remote is not None:
+            exp._remote.on_status = self._remote_status
         available = exp.available_sites()
         self.sites = [
             {"name": name, "reason": available.get(name, "not supported"), "help": site.description}
@@ -132,6 +137,10 @@ class PatchingWidget(anywidget.AnyWidget):
             "unknown": _unknown_flags(exp),
             "notes": list(exp.prompt_notes),
         }
+
+    def _remote_status(self, status: str) -> None:
+        """A remote request's job status (and, once done, its server runtime) on the model line."""
+        self.model_line = model_line(self.experiment, status)
 
     def limits(self) -> Limits:
         info = self.experiment.info

@@ -15,6 +15,7 @@ from .. import checks
 from ..checks import shown_elsewhere
 from ..sites import kv_group, kv_head, n_heads_of, sweep_axes
 from .codegen import ExperimentSource, circuit_code, view_code
+from .estimates import run_estimate_view
 from .exports import parse_display, save_view_figure, write_view_csv
 from .jobs import Job, JobQueue
 from .messages import (
@@ -135,8 +136,8 @@ class RequestHandlers:
 
     def _confirm_if_long(self, request: ViewRequest, msg: dict[str, Any]) -> None:
         """Refuse, on the field ``confirm``, a sweep estimated to take long unless confirmed."""
-        if msg.get("confirmed") is True:
-            return
+        if msg.get("confirmed") is True or request.method == "attribution":
+            return  # attribution estimates take two passes per direction
         exp = self.widget.experiment
         dims = exp.dims
         patches = 0
@@ -196,6 +197,9 @@ class RequestHandlers:
         self.log.reply({"type": "superseded", "id": job.id})
 
     def _run_view(self, job: Job, request: ViewRequest, entry: Entry) -> None:
+        if request.method == "attribution":
+            run_estimate_view(self, job, request, entry, _sweep_calls(request, self._kv_group()))
+            return
         exp = self.widget.experiment
         view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens), kv_group=self._kv_group())
         sweeps = _sweep_calls(request, self._kv_group())

@@ -17,6 +17,7 @@ from .requests import short_repr
 
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")
 VIEW_KINDS = ("sweep", "head_parts", "writers")
+VIEW_METHODS = ("exact", "attribution")
 RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
 WRITER_SITES = ("head_by_pos", "mlp_out")
 MAX_LIST = 100_000
@@ -55,6 +56,7 @@ class ViewRequest:
     positions: tuple[int, ...] | None = None
     neurons: tuple[int, ...] | None = None
     label: str = ""
+    method: str = "exact"
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -77,6 +79,7 @@ class ViewRequest:
             "positions": list_or_none(self.positions),
             "neurons": list_or_none(self.neurons),
             "label": self.label,
+            "method": self.method,
         }
 
 
@@ -140,6 +143,7 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
         positions=_indices(msg.get("positions"), "positions", limits.n_positions),
         neurons=_indices(msg.get("neurons"), "neurons", limits.d_mlp),
         label=_text(msg.get("label", ""), "label", 200),
+        method=_choice(msg.get("method", "exact"), "method", VIEW_METHODS),
     )
     if kind == "head_parts" and (
         request.layers is None
