@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .architectures import Architecture, register_architecture
+from .attention import AttentionPatterns
 from .checks import PatchingWarning
 from .circuit import CircuitResult
 from .components import SITES, Component
@@ -10,6 +11,7 @@ from .experiment import Experiment
 from .metrics import METRICS
 from .modellock import model_lock
 from .models import load_model
+from .paths import Path
 from .readouts import READOUT_FIELDS
 from .remote import RemoteExecutionError
 from .result import LabeledArray, PatchResult
@@ -19,6 +21,7 @@ __all__ = [
     "READOUT_FIELDS",
     "SITES",
     "Architecture",
+    "AttentionPatterns",
     "CircuitResult",
     "Component",
     "Experiment",
@@ -27,6 +30,7 @@ __all__ = [
     "MeanAblation",
     "PatchResult",
     "PatchingWarning",
+    "Path",
     "RemoteExecutionError",
     "ResampleAblation",
     "ZeroAblation",

@@ -22,6 +22,7 @@ from . import checks
 from ._version import __version__
 from .ablations import combine_sources
 from .architectures import architecture_for, dims_of
+from .attention import AttentionPatterns, attention_patterns
 from .attribution import attribution_sweep, check_method
 from .batching import first_layer
 from .circuit import CircuitResult, complement_of, mixed_kinds_note
@@ -31,6 +32,7 @@ from .engine import Engine
 from .hookpoints import HookPoints, Key, Target
 from .jsondata import jsonable
 from .models import load_model, model_device
+from .paths import Path, Receiver, patch_paths, path_patch, path_sweep
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import compute_readouts
 from .remote import RUNS_ON, RemoteRunner, RemoteStats, remote_mode
@@ -235,6 +237,7 @@ class Experiment:
         method: str = "exact",
         qk_fix: bool = False,
         grad_drop: bool = False,
+        receivers: Iterable[Receiver] | None = None,
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
         layers / heads / positions / neurons.
@@ -258,10 +261,22 @@ class Experiment:
                 order from one gradient pass (check it with :meth:`verify`).
             qk_fix, grad_drop: AtP*'s refinements of an attribution estimate (see
                 ``patchwidget.attribution``).
+            receivers: path patching (see ``patchwidget.paths``): each component is a sender
+                whose patched output reaches only these (sites head, head_by_pos, attn_out,
+                mlp_out).
 
         Returns:
             A ``PatchResult`` with one cell per component along the site's axes.
         """
+        if receivers is not None:
+            if method != "exact":
+                raise ValueError(
+                    "path patching (receivers=...) is exact only: drop method=" + repr(method)
+                )
+            return path_sweep(
+                self, site, direction, receivers, layers, heads, positions,
+                on_progress, cancel, progress,
+            )  # fmt: skip
         check_method(method, qk_fix, grad_drop)
         self._check_site(site, direction)
         layers, heads, positions, neurons = (
@@ -324,7 +339,11 @@ class Experiment:
         return verify(self, estimate, top, metric, on_progress, cancel, progress)
 
     def patch(
-        self, components: Iterable[Component], direction: str = "denoising", label: str = ""
+        self,
+        components: Iterable[Component],
+        direction: str = "denoising",
+        label: str = "",
+        receivers: Iterable[Receiver] | None = None,
     ) -> PatchResult:
         """Confirmatory patching: every component patched at once, in one run per pair.
 
@@ -332,10 +351,14 @@ class Experiment:
             components: the ``pw.Component`` s patched together.
             direction: ``"denoising"`` or ``"noising"`` (see :meth:`sweep`).
             label: the patch's name in the result (default: the components' labels joined).
+            receivers: path patching: the components are senders whose patched output reaches
+                only these (see :meth:`sweep`).
 
         Returns:
             A ``PatchResult`` with a single cell on the axis ``patch``.
         """
+        if receivers is not None:
+            return path_patch(self, components, direction, receivers, label)
         components = _component_list(components, "patch")
         targets = []
         for c in components:
@@ -354,6 +377,17 @@ class Experiment:
             meta={"components": [c.label for c in components]},
         )
         return run(self, request)
+
+    def patch_paths(
+        self, paths: Iterable[Path], direction: str = "denoising", label: str = ""
+    ) -> PatchResult:
+        """Confirmatory path patching of edges ``pw.Path(sender, receiver)`` at once: each
+        receiver sees exactly the senders of its own edges patched."""
+        return patch_paths(self, paths, direction, label)
+
+    def attention(self, layer: int, head: int) -> AttentionPatterns:
+        """Where query head ``head`` of ``layer`` looks, on the clean and corrupted prompts."""
+        return attention_patterns(self, layer, head)
 
     def circuit(self, components: Iterable[Component]) -> CircuitResult:
         """Patch a hypothesised circuit and its complement, in every direction the corruption

@@ -3,6 +3,7 @@
 import { formatValue } from "./colors";
 import { describeComponent, drillOptions, drillRequest } from "./drill";
 import { paintEstimated } from "./estimate";
+import { pathStep } from "./paths";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
@@ -246,8 +247,9 @@ export class HeatmapArea {
     const view = this.store.current?.view;
     if (!view) return;
     const comp = view.grid.component(r, c);
+    this.store.pick(comp, view.meta.request);
     if (addToCircuit) {
-      this.store.toggleCircuit(comp);
+      this.store.toggleCircuit(pathStep(comp, view.meta.request) ?? comp);
       return;
     }
     const sites = this.store.get("sites");

@@ -1,5 +1,6 @@
 // anywidget entry: `initialize` owns the per-model Store, `render` builds one view of it.
 import type { AnyModel } from "@anywidget/types";
+import { AttentionView } from "./attention";
 import { CircuitPanel } from "./circuit";
 import { LongSweepConfirm } from "./confirm";
 import { Controls } from "./controls";
@@ -8,6 +9,7 @@ import { Disposer, h } from "./dom";
 import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
 import { modelLine } from "./modelline";
+import { PathPanel } from "./paths";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -63,6 +65,14 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const confirm = new LongSweepConfirm(store, d);
   const modelInfo = modelLine(model, d);
   const estimate = new EstimatePanel(store, d);
+  const paths = new PathPanel(store, d);
+  const attention = new AttentionView(d);
+  const showAttention = () => {
+    const req = store.current?.request;
+    const att = store.attention;
+    const same = req?.kind === "head_parts" && att && req.layers?.[0] === att.meta.layer && req.heads?.[0] === att.meta.head;
+    attention.show(same ? att : null);
+  };
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const alternatives = h("div", { class: "pw-row pw-drill-options", "data-testid": "pw-drill-options", hidden: true });
@@ -81,6 +91,8 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     heatmap.el,
     heatmap.notes,
     estimate.el,
+    attention.el,
+    paths.el,
     message,
     code,
     circuit.el,
@@ -135,6 +147,14 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
         heatmap.schedule();
         estimate.update();
         renderStatus();
+        paths.update();
+        showAttention();
+        break;
+      case "path":
+        paths.update();
+        break;
+      case "attention":
+        showAttention();
         break;
       case "progress":
         heatmap.schedule();

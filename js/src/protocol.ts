@@ -26,7 +26,12 @@ export interface ViewRequest {
   label: string;
   /** "attribution": the fast estimate first, then exact values (default "exact"). */
   method?: "exact" | "attribution";
+  /** Path patching: each component of `site` reaches only these (absent: an ordinary sweep). */
+  receivers?: Receiver[];
 }
+
+/** A path-patching receiver: a head's query/key/value input (query head), an MLP's input, or the logits. */
+export type Receiver = { site: "head_q" | "head_k" | "head_v" | "mlp_in"; layer: number; head?: number; pos?: number } | "logits";
 
 /** Describes the float32 buffer that travels with a view. */
 export interface ViewMeta {
@@ -63,6 +68,8 @@ export interface ComponentSpec {
   kv_head?: number;
   pos?: number;
   neuron?: number;
+  /** A path step: this component's output reaching only this receiver. */
+  receiver?: Receiver;
 }
 
 export const KV_SITES = new Set(["head_k", "head_v"]);
@@ -74,6 +81,17 @@ export interface CircuitMeta {
   n_pairs: number;
   /** Why no complement was patched (a circuit mixing component kinds); null otherwise. */
   complement_note?: string | null;
+}
+
+/** A head's attention patterns; the buffer holds clean then corrupted, each pairs × dest × src. */
+export interface AttentionMeta {
+  id: number;
+  layer: number;
+  head: number;
+  n_pairs: number;
+  length: number;
+  clean_tokens: string[][];
+  corrupted_tokens: string[][];
 }
 
 export interface SiteInfo {
@@ -128,6 +146,7 @@ export type Reply =
   | { type: "saved"; id: number; path: string }
   | { type: "ack"; id: number; message: string; target?: number }
   | { type: "superseded"; id: number }
+  | { type: "attention"; id: number; meta: AttentionMeta }
   | { type: "error"; id: number | null; kind: string; message: string; field: string | null };
 
 const REPLY_TYPES = new Set([
@@ -142,6 +161,7 @@ const REPLY_TYPES = new Set([
   "superseded",
   "error",
   "pong",
+  "attention",
 ]);
 
 /** Narrow an incoming custom message to a Reply, or null if it isn't one. */
@@ -155,7 +175,16 @@ export function asReply(msg: unknown): Reply | null {
 
 /** A cell's component as the kernel names it (query `head` or key/value `kv_head`). */
 export function componentKey(c: ComponentSpec): string {
-  return [c.site, c.layer, c.head ?? "", c.kv_head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
+  const key = [c.site, c.layer, c.head ?? "", c.kv_head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
+  return c.receiver === undefined ? key : `${key}>${receiverLabel(c.receiver)}`;
+}
+
+/** "logits", "L2 H1 (q)", "MLP L1 @14". */
+export function receiverLabel(r: Receiver): string {
+  if (r === "logits") return "logits";
+  const where = r.pos === undefined ? "" : ` @${r.pos}`;
+  if (r.site === "mlp_in") return `MLP L${r.layer}${where}`;
+  return `L${r.layer} H${r.head} (${r.site.slice(-1)})${where}`;
 }
 
 export function componentLabel(c: ComponentSpec): string {
@@ -165,5 +194,6 @@ export function componentLabel(c: ComponentSpec): string {
   if (c.neuron !== undefined) parts.push(`N${c.neuron}`);
   if (c.pos !== undefined) parts.push(`@${c.pos}`);
   const site = c.site === "head_by_pos" ? "head" : c.site;
-  return `${site} ${parts.join(" ")}`;
+  const label = `${site} ${parts.join(" ")}`;
+  return c.receiver === undefined ? label : `${label} → ${receiverLabel(c.receiver)}`;
 }

@@ -1,6 +1,6 @@
 // Per-model state (owned by `initialize`): requests with ids, replies, views, breadcrumb, circuit.
 import type { AnyModel } from "@anywidget/types";
-import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
+import { splitCircuit, splitView, toFloat32, type Bytes, type CircuitEntry, type Panel } from "./decode";
 import { splitEstimate, type EstimateSection } from "./estimate";
 import { gridLayout, type GridLayout } from "./layout";
 import type { DrillOption } from "./drill";
@@ -9,6 +9,7 @@ import { KernelWatch, LOST_MESSAGE } from "./watchdog";
 import {
   asReply,
   componentKey,
+  type AttentionMeta,
   type CircuitMeta,
   type ComponentSpec,
   type Reply,
@@ -39,7 +40,7 @@ export interface Problem {
   kind: string;
 }
 
-export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message";
+export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message" | "path" | "attention";
 type Listener = (topic: Topic) => void;
 
 const ENGINE_KINDS = new Set(["sweep", "circuit", "set_prompts"]);
@@ -64,6 +65,10 @@ export class Store {
   noisingAsDrop = false;
   /** The prompt pair (0-based) whose tokens are shown; every view that shows one pair uses it. */
   pair = 0;
+  /** The cell last clicked and the view it was in (paths.ts builds "what feeds this?" on it). */
+  picked: { comp: ComponentSpec; request: ViewRequest } | null = null;
+  /** The last head's attention patterns (attention.ts): clean then corrupted, pairs × dest × src. */
+  attention: { meta: AttentionMeta; data: Float32Array } | null = null;
   private nextId = 1;
   private latestCircuitId: number | null = null;
   private autoRan = false;
@@ -143,6 +148,11 @@ export class Store {
     this.latestCircuitId = null;
     this.set("circuit", components);
     this.emit("circuit");
+  }
+
+  pick(comp: ComponentSpec, request: ViewRequest): void {
+    this.picked = { comp, request };
+    this.emit("path");
   }
 
   setScale(mode: ScaleMode, currentMax: number): void {
@@ -354,6 +364,8 @@ export class Store {
           this.showView(reply.meta, buffers[0]);
           this.progress = { done: reply.meta.done, total: reply.meta.total, eta: null };
           if (reply.status === "cancelled") this.note("Cancelled: the cells that finished are kept.");
+          const { kind, layers, heads } = reply.meta.request;
+          if (kind === "head_parts" && layers && heads) this.send("attention", { layer: layers[0], head: heads[0] });
         }
         this.finish(reply.id);
         return;
@@ -389,6 +401,10 @@ export class Store {
       case "saved":
         this.savedPath = reply.path;
         this.note(`Saved in the kernel's folder: ${reply.path}`);
+        return;
+      case "attention":
+        this.attention = { meta: reply.meta, data: toFloat32(buffers[0]) };
+        this.emit("attention");
         return;
       case "error":
         this.fail({ message: reply.message, field: reply.field, kind: reply.kind });

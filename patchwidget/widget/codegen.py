@@ -15,6 +15,7 @@ from typing import Any
 from ..components import HEAD_PART_SITES
 from ..sites import kv_head
 from .messages import writer_layers
+from .path_messages import path_circuit_lines, receiver_code
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ def view_code(
         for direction in directions:
             var = f"res_{direction}" if len(directions) > 1 else "res"
             args = [repr(request["site"]), f"direction={direction!r}", *_restrict(request)]
+            if request.get("receivers") is not None:
+                receivers = ", ".join(receiver_code(r, kv_group) for r in request["receivers"])
+                args.append(f"receivers=[{receivers}]")
             args += ['method="attribution"'] if attribution else []
             lines.append(f"{var} = exp.sweep({', '.join(args)})")
             lines.append(f"print({var}.values({values}))")
@@ -62,9 +66,13 @@ def view_code(
     return "\n".join(lines) + "\n"
 
 
-def circuit_code(source: ExperimentSource, components: Sequence[dict[str, Any]]) -> str:
+def circuit_code(
+    source: ExperimentSource, components: Sequence[dict[str, Any]], kv_group: int = 1
+) -> str:
     """A snippet that checks a circuit (and its complement) in both directions."""
     lines = _experiment_lines(source)
+    if any(comp.get("receiver") is not None for comp in components):
+        return "\n".join(lines + path_circuit_lines(components, kv_group)) + "\n"
     lines.append("circuit = [")
     for comp in components:
         args = [repr(comp["site"]), f"layer={comp['layer']}"]

@@ -32,6 +32,13 @@ from .messages import (
     require_object,
     writer_layers,
 )
+from .path_messages import (
+    attention_payload,
+    engine_receiver,
+    path_circuit,
+    receiver_json,
+    spec_json,
+)
 from .requests import RequestLog, short_repr
 from .views import KeptViews, ViewData, circuit_payload
 
@@ -60,6 +67,7 @@ class RequestHandlers:
             "copy_code": self._handle_copy_code,
             "save_figure": self._handle_save_figure,
             "export_csv": self._handle_export_csv,
+            "attention": self._handle_attention,
         }
 
     def on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
@@ -108,6 +116,8 @@ class RequestHandlers:
             heads=list_or_none(request.heads),
             positions=list_or_none(request.positions),
         )
+        if request.receivers is not None:
+            entry.update(receivers=request.to_json()["receivers"])
 
         def work(job: Job) -> None:
             # Checked again: a prompt change queued before this sweep may have changed the sizes.
@@ -125,6 +135,21 @@ class RequestHandlers:
             self._run_circuit(job, checked, entry)
 
         self._submit(Job(request_id, "circuit"), entry, work)
+
+    def _handle_attention(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        limits = self.widget.limits()
+        layer = _int_field(msg, "layer", limits.n_layers)
+        head = _int_field(msg, "head", limits.n_heads)
+        reason = self.widget.site_reasons().get("head_pattern")
+        if reason:
+            raise MessageError(f"attention patterns are not available: {reason}", "head")
+
+        def work(job: Job) -> None:
+            meta, buffer = attention_payload(self.widget.experiment, job.id, layer, head)
+            entry.update(status="done")
+            self.log.reply({"type": "attention", "id": job.id, "meta": meta}, [buffer])
+
+        self._submit(Job(request_id, "attention"), entry, work)
 
     def _handle_set_prompts(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         clean, corrupted, answers = parse_prompt_text(msg)
@@ -270,18 +295,27 @@ class RequestHandlers:
         from ..components import Component
 
         self.log.reply({"type": "started", "id": job.id, "kind": "circuit"})
+        group = self._kv_group()
+        if any(s.receiver is not None for s in specs):
+            paths = path_circuit(self.widget.experiment, specs, group)
+            self._finish_circuit(job, specs, entry, paths)
+            return
         components = [
             Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
         checked = self.widget.experiment.circuit(components)  # its notes travel in the reply
+        self._finish_circuit(job, specs, entry, checked)
+
+    def _finish_circuit(
+        self, job: Job, specs: list[ComponentSpec], entry: Entry, checked: Any
+    ) -> None:
         if job.superseded:
             self._superseded(job, entry)
             return
-        as_json = [
-            {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
-        ]
-        meta, buffer = circuit_payload(job.id, as_json, checked.results, checked.complement_note)
+        meta, buffer = circuit_payload(
+            job.id, [spec_json(s) for s in specs], checked.results, checked.complement_note
+        )
         with self.widget.hold_sync():
             self.widget.circuit_meta = meta
             self.widget.circuit_bytes = buffer
@@ -349,7 +383,7 @@ class RequestHandlers:
         if msg.get("what") == "circuit":
             limits, reasons = self.widget.limits(), self.widget.site_reasons()
             specs = parse_components(msg.get("components"), limits, reasons)
-            code = circuit_code(source, [_engine_fields(s) for s in specs])
+            code = circuit_code(source, [_code_fields(s) for s in specs], self._kv_group())
         else:
             view = require_object(msg.get("view"), "view")
             request = parse_view(view, self.widget.limits(), self.widget.site_reasons())
@@ -410,6 +444,8 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
         )
         if v is not None
     }
+    if request.receivers is not None:
+        base["receivers"] = [engine_receiver(r, kv_group) for r in request.receivers]
     calls: list[tuple[str, str, dict[str, Any]]] = []
     for direction in request.directions:
         if request.kind == "sweep":
@@ -429,6 +465,15 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
     return calls
 
 
+def _code_fields(spec: ComponentSpec) -> dict[str, Any]:
+    """A circuit entry's ``pw.Component`` keywords (k/v sites take the key/value head as head),
+    with a path step's receiver as the front end sent it."""
+    fields = _engine_fields(spec)
+    if spec.receiver is not None:
+        fields["receiver"] = receiver_json(spec.receiver)
+    return fields
+
+
 def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
     """A component's ``pw.Component`` keywords (k/v sites take the key/value head as head)."""
     return {
@@ -438,6 +483,14 @@ def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
         "pos": spec.pos,
         "neuron": spec.neuron,
     }
+
+
+def _int_field(msg: dict[str, Any], name: str, size: int) -> int:
+    value = msg.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+        got = short_repr(value)
+        raise MessageError(f"'{name}' must be an integer in [0, {size - 1}], got {got}", name)
+    return value
 
 
 def _prompt_field(message: str) -> str:

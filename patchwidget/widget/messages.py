@@ -57,6 +57,7 @@ class ViewRequest:
     neurons: tuple[int, ...] | None = None
     label: str = ""
     method: str = "exact"
+    receivers: tuple[Any, ...] | None = None  # path patching: see path_messages.py
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -80,6 +81,7 @@ class ViewRequest:
             "neurons": list_or_none(self.neurons),
             "label": self.label,
             "method": self.method,
+            **({} if self.receivers is None else {"receivers": _receivers_json(self.receivers)}),
         }
 
 
@@ -94,6 +96,7 @@ class ComponentSpec:
     kv_head: int | None = None
     pos: int | None = None
     neuron: int | None = None
+    receiver: Any = None  # a path step: this component reaches only that (path_messages.py)
 
     @property
     def engine_head(self) -> int | None:
@@ -144,6 +147,7 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
         neurons=_indices(msg.get("neurons"), "neurons", limits.d_mlp),
         label=_text(msg.get("label", ""), "label", 200),
         method=_choice(msg.get("method", "exact"), "method", VIEW_METHODS),
+        receivers=_receivers(msg, limits, kind, site),
     )
     if kind == "head_parts" and (
         request.layers is None
@@ -197,6 +201,7 @@ def parse_components(raw: Any, limits: Limits, sites: dict[str, str | None]) -> 
                 ),
                 pos=_opt_int(item.get("pos"), f"components[{i}].pos", limits.n_positions),
                 neuron=_opt_int(item.get("neuron"), f"components[{i}].neuron", limits.d_mlp),
+                receiver=_step_receiver(item.get("receiver"), limits, i),
             )
         )
         _check_head_space(out[-1], i)
@@ -317,3 +322,26 @@ def _indices(value: Any, name: str, size: int) -> tuple[int, ...] | None:
 
 def list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
     return None if values is None else list(values)
+
+
+def _receivers(msg: dict[str, Any], limits: Limits, kind: str, site: str) -> tuple[Any, ...] | None:
+    from .path_messages import check_senders, parse_receivers
+
+    receivers = parse_receivers(msg.get("receivers"), limits)
+    if receivers is not None:
+        if kind != "sweep":
+            raise MessageError("receivers apply to sweeps, not to a head drill-down", "receivers")
+        check_senders(site)
+    return receivers
+
+
+def _step_receiver(raw: Any, limits: Limits, i: int) -> Any:
+    from .path_messages import parse_receiver
+
+    return None if raw is None else parse_receiver(raw, limits, f"components[{i}].receiver")
+
+
+def _receivers_json(receivers: tuple[Any, ...]) -> list[Any]:
+    from .path_messages import receiver_json
+
+    return [receiver_json(r) for r in receivers]
