@@ -3,12 +3,14 @@
 from ._version import __version__
 from .architectures import Architecture, register_architecture
 from .attention import AttentionPatterns
+from .checks import PatchingWarning
 from .circuit import CircuitResult
 from .components import SITES, Component
 from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAblation
 from .datasets import dataset_frame, load_dataset
 from .experiment import Experiment
 from .metrics import METRICS
+from .modellock import model_lock
 from .models import load_model
 from .paths import Path
 from .positions import Word
@@ -29,6 +31,7 @@ __all__ = [
     "LabeledArray",
     "MeanAblation",
     "PatchResult",
+    "PatchingWarning",
     "Path",
     "RemoteExecutionError",
     "ResampleAblation",
@@ -38,6 +41,7 @@ __all__ = [
     "dataset_frame",
     "load_dataset",
     "load_model",
+    "model_lock",
     "register_architecture",
 ]
 

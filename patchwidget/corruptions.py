@@ -10,6 +10,7 @@ run, so they support noising only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -109,8 +110,16 @@ class GaussianNoise(_Strategy):
     def __post_init__(self) -> None:
         if self.positions is not None:
             object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
-        if self.std is not None and not self.std > 0:
-            raise ValueError(f"GaussianNoise std must be positive, got {self.std}")
+        if self.std is not None and (
+            isinstance(self.std, bool)
+            or not isinstance(self.std, (int, float))
+            or not math.isfinite(self.std)
+            or not self.std > 0
+        ):
+            raise ValueError(
+                f"GaussianNoise std must be a finite positive number (or None for 3x the "
+                f"embedding scale), got {self.std!r}"
+            )
 
     def make_noise(
         self, n_pairs: int, length: int, d_model: int, embed_std: Callable[[], float]

@@ -7,6 +7,7 @@ Row ``r`` of a batch carries one patch set; a boolean mask per hook point says w
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,11 @@ import numpy as np
 import torch
 
 from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Key, Target
+from .modellock import model_lock
 from .units import patch_units
 
 log = logging.getLogger(__name__)
+INTERFERENCE_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,29 @@ class Engine:
         self.hooks = hooks
         self.device = device
 
-    def forward(
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, dict[Key, Any]]:
+        """``_forward`` holding the model's lock: traces of one model never overlap.
+
+        A trace of the same model that does not take the lock (a user's ``model.trace`` in
+        another thread) can still break ours: then it is retried a few times.
+        """
+        for attempt in range(INTERFERENCE_RETRIES + 1):
+            try:
+                with model_lock(self.hooks.model):
+                    return self._forward(*args, **kwargs)
+            except Exception as error:
+                if not _interference(error):
+                    raise
+                if attempt == INTERFERENCE_RETRIES:
+                    raise RuntimeError(
+                        "another trace of this model ran at the same time in another thread and "
+                        f"broke this one ({type(error).__name__}: {error}). Wrap your own "
+                        "model.trace(...) in `with pw.model_lock(model):`"
+                    ) from error
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _forward(
         self,
         ids: torch.Tensor,
         noise: torch.Tensor | None = None,
@@ -178,3 +203,13 @@ def rows_per_batch(
     else:
         cap, budget = 64, budget or 512 * 2**20
     return int(max(1, min(cap, budget // per_row)))
+
+
+def _interference(error: BaseException) -> bool:
+    """Whether an nnsight failure comes from another thread tracing the same model."""
+    text = str(error)
+    return (
+        "different thread" in text
+        or "Cannot switch to a different thread" in text
+        or (isinstance(error, UnboundLocalError) and "logits" in text)
+    )

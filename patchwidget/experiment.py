@@ -12,18 +12,19 @@ import itertools
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
 import torch
 
+from . import checks
 from ._version import __version__
 from .ablations import combine_sources
 from .architectures import architecture_for, dims_of
 from .attention import AttentionPatterns, attention_patterns
 from .attribution import attribution_sweep, check_method
+from .batching import first_layer
 from .circuit import CircuitResult, complement_of, mixed_kinds_note
 from .components import SITES, Component
 from .corruptions import (
@@ -120,6 +121,8 @@ class Experiment:
             )
         if answers is None:
             raise ValueError("answers are required: answers=[(' correct', ' incorrect')]")
+        self.batch_size = checks.positive_int(batch_size, "batch_size")
+        self.memory_budget = checks.positive_int(memory_budget, "memory_budget")
         spans = None
         if positions == "marked":
             clean_list, spans = unmark(clean_list)
@@ -130,6 +133,10 @@ class Experiment:
         self.prompts = build_prompt_set(
             self.tokenizer, clean_list, corrupted_list, answers, positions is not None
         )
+        checks.context_fits(self._hf.config, self.prompts.length)
+        self.prompt_notes = checks.prompt_notes(self.tokenizer, self.prompts)
+        for note in self.prompt_notes:
+            checks.warn(note)
         self.named_positions: dict[str, tuple[int, ...]] = {}
         if spans is not None:
             self.named_positions = from_spans(self.tokenizer, clean_list, spans)
@@ -139,8 +146,6 @@ class Experiment:
         self._check_ragged(corruption)
         self.corruption = corruption
         self._strategy = strategy_for(corruption)
-        self.batch_size = batch_size
-        self.memory_budget = memory_budget
         self.hooks = HookPoints(self.model, self.arch, self.dims)
         self.engine = Engine(self.hooks, self.device)
         pad = pad_id_of(self.tokenizer)
@@ -334,9 +339,19 @@ class Experiment:
             )  # fmt: skip
         check_method(method, qk_fix, grad_drop)
         self._check_site(site, direction)
+        layers, heads, positions, neurons = (
+            checks.restriction(value, name)
+            for value, name in (
+                (layers, "layers"),
+                (heads, "heads"),
+                (positions, "positions"),
+                (neurons, "neurons"),
+            )
+        )
         if site == "head_by_pos":
             by_pos = True
         axes = sweep_axes(site, by_pos)
+        checks.restrictions_fit_site(site, axes, {"heads": heads, "neurons": neurons})
         every = {
             "layer": indices(layers, self.dims.n_layers, "layer"),
             "head": indices(heads, n_heads_of(site, self.dims), "head"),
@@ -360,6 +375,7 @@ class Experiment:
             return attribution_sweep(
                 self, patch_sets, site, direction, axes, coords, labels, meta, qk_fix, grad_drop
             )
+        self._warn_if_long(patch_sets, f"this {site} sweep ({direction})")
         request = RunRequest(
             patch_sets=patch_sets,
             site=site,
@@ -409,7 +425,7 @@ class Experiment:
         if receivers is not None:
             self._tokens_only("path patching")
             return path_patch(self, components, direction, receivers, label)
-        components = list(components)
+        components = _component_list(components, "patch")
         targets = []
         for c in components:
             if not isinstance(c, Component):
@@ -451,7 +467,9 @@ class Experiment:
                 A circuit mixing granularities gets no complement (a warning and
                 ``complement_note`` say why): only the circuit itself is patched.
         """
-        components = list(components)
+        components = _component_list(components, "circuit")
+        if not components:
+            raise ValueError("the circuit is empty: give at least one pw.Component")
         note = mixed_kinds_note(components)
         complement = [] if note else complement_of(components, self.dims, self.n_positions)
         parts_of = [("circuit", components)] + ([] if note else [("complement", complement)])
@@ -461,7 +479,7 @@ class Experiment:
             for which, parts in parts_of
         }
         if note:
-            warnings.warn(f"no complement: {note}", UserWarning, stacklevel=2)
+            checks.warn(f"no complement: {note}")
         return CircuitResult(
             components=tuple(components),
             complement_size=len(complement),
@@ -604,6 +622,14 @@ class Experiment:
     ) -> dict[Key, torch.Tensor]:
         return self._forward(ids, noise, save=keys)[1]
 
+    def _warn_if_long(self, patch_sets: list[list[Target]], what: str) -> None:
+        """A warning with a time estimate before a sweep that will take long."""
+        if len(patch_sets) * self.n_pairs * self.seconds_per_run <= checks.LONG_SWEEP_S / 4:
+            return  # clearly short: skip counting the layers each patch lets us skip
+        n_layers = self.dims.n_layers
+        share = float(np.mean([1 - first_layer(ts) / n_layers for ts in patch_sets]))
+        checks.long_sweep(len(patch_sets) * self.n_pairs, self.seconds_per_run * share, what)
+
     def _baselines(self) -> None:
         if self._remote is not None:
             self.clean_readouts, self.corrupted_readouts = self._remote.baselines()
@@ -616,8 +642,12 @@ class Experiment:
                         f"the {name} run's logits contain NaN or inf before any patching: "
                         "check the model's dtype (float16 can overflow)"
                     )
+            self.seconds_per_run = 0.0  # no local timing: no long-sweep estimate
             return
+        start = time.perf_counter()
         clean_logits, _ = self._forward(self._clean_ids, last=self._last)
+        # Seconds one prompt's forward pass took here: the base of long-sweep estimates.
+        self.seconds_per_run = (time.perf_counter() - start) / self.n_pairs
         corrupted = self._strategy.corrupted_run(self._inputs)
         if corrupted is None:
             # No corrupted run of its own: the clean run with the corruption's values patched
@@ -690,3 +720,13 @@ class Experiment:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **{k: jsonable(v) for k, v in extra.items()},
         }
+
+
+def _component_list(components: Any, method: str) -> list[Component]:
+    if isinstance(components, Component):
+        raise TypeError(
+            f"{method}() takes a list of components: exp.{method}([component]), not one component"
+        )
+    if isinstance(components, (str, bytes)) or not hasattr(components, "__iter__"):
+        raise TypeError(f"{method}() takes a list of pw.Component, got {components!r}")
+    return list(components)

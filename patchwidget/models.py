@@ -70,7 +70,7 @@ def load_model(
         if dtype is not None:
             model = model.to(_as_dtype(dtype))
         if device is not None:
-            model = model.to(device)
+            model = model.to(checked_device(device))
         model.eval()
         model.set_attn_implementation("eager")
         wrapped = TransformersModel(model, tokenizer=tokenizer)
@@ -90,11 +90,13 @@ def load_model(
         if device is not None and device_map is not None:
             raise ValueError("give device= (one device) or device_map= (several), not both")
         if device is not None:
-            options["device_map"] = str(device)
+            options["device_map"] = str(checked_device(device))
         if device_map is not None:
             options["device_map"] = device_map
         if tokenizer is not None:
             options["tokenizer"] = tokenizer
+        else:
+            _check_tokenizer_files(model)
         log.info("loading %s (remote=%s, %s)", model, remote, options)
         wrapped = TransformersModel(model, dispatch=remote is not True, **options)
     else:
@@ -104,6 +106,46 @@ def load_model(
         )
     object.__setattr__(wrapped, "_patchwidget_remote", remote)
     return wrapped
+
+
+def checked_device(device: str | torch.device) -> torch.device:
+    """A device that exists here; a ValueError that says which ones do otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+        "meta": True,
+    }
+    if not available.get(dev.type, False):
+        raise ValueError(f"device {device!r} is not available on this machine: use device='cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+            "GPU(s), cuda:0 ..."
+        )
+    return dev
+
+
+def _check_tokenizer_files(folder: str) -> None:
+    """A local model folder must carry its tokenizer (a hub name brings its own)."""
+    from pathlib import Path
+
+    path = Path(folder)
+    if not path.is_dir():
+        return
+    names = {p.name for p in path.iterdir()}
+    files = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+    if not names & set(files):
+        raise ValueError(
+            f"model folder {folder} has no tokenizer files ({', '.join(files)}): save the "
+            "tokenizer there too (tokenizer.save_pretrained(folder)) or pass tokenizer=..."
+        )
 
 
 def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:

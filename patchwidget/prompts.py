@@ -85,7 +85,7 @@ def build_prompt_set(
                 raise ValueError(_length_mismatch(tokenizer, i, c, k))
     lengths = {len(c) for c in clean_ids}
     if len(lengths) > 1 and not named_positions:
-        detail = ", ".join(f"pair {i}: {len(c)}" for i, c in enumerate(clean_ids[:8]))
+        detail = ", ".join(f"pair {i}: {len(c)}" for i, c in enumerate(clean_ids[:8], 1))
         raise ValueError(
             f"prompt pairs have different numbers of tokens ({detail}{', ...' * (len(clean) > 8)})"
             ", so token positions don't line up across pairs. Name the positions you care "
@@ -117,7 +117,7 @@ def _length_mismatch(tokenizer: Any, i: int, clean: Sequence[int], corrupted: Se
         return " ".join(f">>{t!r}<<" if p == first else repr(t) for p, t in enumerate(toks))
 
     return (
-        f"pair {i}: the clean prompt has {len(clean)} tokens but the corrupted one has "
+        f"pair {i + 1}: the clean prompt has {len(clean)} tokens but the corrupted one has "
         f"{len(corrupted)}; positions must line up token by token. First difference at position "
         f"{first} (marked >> <<):\n  clean:     {show(clean)}\n  corrupted: {show(corrupted)}\n"
         "Replace words with words of the same token length (e.g. one name for another)."

@@ -6,11 +6,22 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zipfile import BadZipFile
 
 import numpy as np
 
 from . import metrics, spread
 from .readouts import READOUT_FIELDS
+
+_SAVED_ARRAYS = ("header", "readouts", "clean_readouts", "corrupted_readouts")
+
+
+def _unreadable(path: Path, error: BaseException) -> ValueError:
+    what = f"missing {error}" if isinstance(error, KeyError) else type(error).__name__
+    return ValueError(
+        f"{path} is not a PatchResult file saved by this patchwidget version, or it is damaged "
+        f"({what}): save the result again with result.save(path)"
+    )
 
 
 class LabeledArray:
@@ -232,19 +243,32 @@ class PatchResult:
     @classmethod
     def load(cls, path: str | Path) -> PatchResult:
         """A result written by :meth:`save` to the ``.npz`` file ``path``."""
-        with np.load(Path(path), allow_pickle=False) as f:
-            header = json.loads(str(f["header"]))
-            if header["readout_fields"] != list(READOUT_FIELDS):
-                raise ValueError(f"{path} was saved with other readout fields; re-run the sweep")
-            return cls(
-                site=header["site"],
-                direction=header["direction"],
-                axes=tuple(header["axes"]),
-                coords={k: tuple(v) for k, v in header["coords"].items()},
-                labels={k: tuple(v) for k, v in header["labels"].items()},
-                readouts=f["readouts"],
-                clean_readouts=f["clean_readouts"],
-                corrupted_readouts=f["corrupted_readouts"],
-                metadata=header["metadata"],
-                complete=header["complete"],
-            )
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {name: f[name] for name in _SAVED_ARRAYS}
+                header = json.loads(str(arrays.pop("header")))
+                fields = header.get("readout_fields")
+                if fields != list(READOUT_FIELDS):
+                    raise ValueError(
+                        f"{path} was saved by another patchwidget version (readout fields "
+                        f"{fields}): re-run the sweep and save it again"
+                    )
+                return cls(
+                    site=header["site"],
+                    direction=header["direction"],
+                    axes=tuple(header["axes"]),
+                    coords={k: tuple(v) for k, v in header["coords"].items()},
+                    labels={k: tuple(v) for k, v in header["labels"].items()},
+                    metadata=header["metadata"],
+                    complete=header["complete"],
+                    **arrays,
+                )
+        except FileNotFoundError:
+            raise
+        except ValueError as error:
+            if "another patchwidget version" in str(error):
+                raise
+            raise _unreadable(path, error) from None
+        except (OSError, KeyError, TypeError, AttributeError, EOFError, BadZipFile) as error:
+            raise _unreadable(path, error) from None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import checks
 from .batching import batches, first_layer, rows_of
 from .hookpoints import Target
 from .readouts import READOUT_FIELDS
@@ -110,12 +111,7 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
                 some_readouts = exp._readouts(logits, pairs)
                 batch[:, some] = some_readouts.reshape(len(chunk), len(some), -1)
             if not np.isfinite(batch).all():
-                bad = int(np.argwhere(~np.isfinite(batch))[0][0])
-                raise FloatingPointError(
-                    f"patching {describe(request, start + bad)} ({direction}) "
-                    "gave NaN or inf in the model's output; nothing was plotted. Check the "
-                    "model's dtype (float16 overflow?) and the corruption's scale."
-                )
+                _mark_nonfinite(batch, request, start, metadata)
             readouts[start : start + len(chunk)] = batch
             done += len(chunk)
             if bar is not None:
@@ -124,7 +120,29 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
                 request.on_progress(done, n_sets, result(done == n_sets))
         if bar is not None:
             bar.close()
+    if metadata.get("nonfinite"):
+        cells = metadata["nonfinite"]
+        shown = "; ".join(cells[:5]) + (" ..." if len(cells) > 5 else "")
+        which = "that cell is" if len(cells) == 1 else f"those {len(cells)} cells are"
+        checks.warn(
+            f"patching {shown} ({direction}) gave NaN or inf in the model's output: {which} "
+            "NaN (listed in result.metadata['nonfinite']); every other patch is kept. Check the "
+            "model's dtype (float16 overflow?) and the corruption's scale."
+        )
     return result(done == n_sets)
+
+
+def _mark_nonfinite(
+    batch: np.ndarray, request: RunRequest, start: int, metadata: dict[str, Any]
+) -> None:
+    """NaN where a patch gave NaN or inf, and the cell named in ``metadata["nonfinite"]``."""
+    bad = ~np.isfinite(batch)
+    batch[bad] = np.nan
+    for i in np.flatnonzero(bad.any(axis=(1, 2))):
+        pairs = np.flatnonzero(bad[i].any(axis=-1)) + 1
+        cell = f"{describe(request, start + int(i))} (pair {', '.join(map(str, pairs))})"
+        metadata.setdefault("nonfinite", []).append(cell)
+        log.warning("non-finite readouts: %s, %s", request.site, cell)
 
 
 def base_blocks(exp: Experiment, direction: str) -> list[Any]:

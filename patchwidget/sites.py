@@ -56,7 +56,12 @@ def indices(values: Iterable[int] | int | None, size: int, name: str) -> tuple[i
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {v!r}")
         if not -size <= v < size:
-            raise ValueError(f"{name} {v} is out of range: this model has {size} ({0}..{size - 1})")
+            has = (
+                f"the prompts have {size} tokens"
+                if "position" in name
+                else f"this model has {size}"
+            )
+            raise ValueError(f"{name} {v} is out of range: {has} ({0}..{size - 1})")
         out.append(int(v) % size)
     if not out:
         raise ValueError(f"no {name}s selected: give at least one, or None for all")

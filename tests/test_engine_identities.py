@@ -142,7 +142,8 @@ def test_normalised_values_are_not_clipped() -> None:
 
 
 def test_normalisation_is_nan_and_flagged_when_baselines_coincide() -> None:
-    exp = pw.Experiment(engine_model("gpt2"), clean=CLEAN, corrupted=CLEAN, answers=ANSWERS)
+    with pytest.warns(pw.PatchingWarning, match="the same in pair 1, 2, 3"):
+        exp = pw.Experiment(engine_model("gpt2"), clean=CLEAN, corrupted=CLEAN, answers=ANSWERS)
     res = exp.sweep("head", progress=False)
     assert res.baselines("logit_diff")["clean"] == res.baselines("logit_diff")["corrupted"]
     assert np.all(np.isnan(np.asarray(res.values("logit_diff", normalized=True))))

@@ -116,7 +116,7 @@ def test_a_drill_view_is_saved_as_its_grid(monkeypatch: pytest.MonkeyPatch) -> N
     request = {"kind": "head_parts", "site": "head", "layers": [2], "heads": [1]}
     send(w, {"type": "sweep", "id": 1, "direction": "noising", **request})
     final(w, 1)
-    (panel,) = view_panels(w._views[1], "logit_diff", True, drop=True)
+    (panel,) = view_panels(w._handlers.views.get(1), "logit_diff", True, drop=True)
     n_pos = len(w.experiment.position_labels)
     assert panel.values.shape == (4, n_pos) and panel.rows == ("q", "k", "v", "pattern")
     q = np.asarray(w.results[0].values("logit_diff", True)).reshape(-1)

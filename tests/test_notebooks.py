@@ -66,6 +66,9 @@ def test_workshop(tmp_path, monkeypatch):
     new_io = text.split("denoising, strongest:")[2]
     assert new_io.split("\n")[2].split()[:2] == ["L0", "H1"]  # the IO path, new_io
     assert "both paths   (5 heads): denoising 0.9" in text
+    assert "noise baselines: {'clean': 14." in text  # noise vs ablation vs counterfactual
+    kl = text.split("logit_diff    kl")[1].split("\n")
+    assert kl[1].split()[0] == "L0H0" and float(kl[1].split()[1]) > 1 > float(kl[1].split()[2])
     # part 6, paths: logits <- MLP L1 @14 <- L1H3 (values at S2); measured with 16 pairs
     assert "MLPs at position 14 -> logits: L0 0.00, L1 0.52, L2 0.28" in text
     assert "strongest: L1H3 0.54" in text  # what feeds MLP L1's input at position 14
@@ -77,10 +80,10 @@ def test_workshop(tmp_path, monkeypatch):
     assert agreement.split("\n")[1].split()[:3] == ["L1", "H3", "14:"]
     assert "token lengths: [14, 15, 16, 18, 19] · positions: ['IO', 'S1', 'S2', 'END']" in text
     assert "positions that differ: ['S2']" in text
-    assert count(nb, "image/png") == 9
-    assert count(nb, WIDGET_VIEW) >= 1
+    assert count(nb, "image/png") == 11
+    assert count(nb, WIDGET_VIEW) >= 3  # the lesson's widget tasks
     answers = [c for c in nb.cells if c.cell_type == "markdown" and "<summary>Answer" in c.source]
-    assert len(answers) == 7
+    assert len(answers) == 11
 
 
 def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from patchwidget import PatchingWarning
 from patchwidget.demo import demo_model, demo_prompts
 from patchwidget.experiment import Experiment
 from patchwidget.widget import PatchingWidget
@@ -40,7 +41,7 @@ def test_writers_of_a_residual_cell_are_earlier_heads_and_mlps_at_its_position()
     mlps = exp.sweep("mlp_out", "denoising", layers=[0, 1], positions=[10], progress=False)
     np.testing.assert_allclose(grid[:, :4], heads.readouts[:, :, 0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(grid[:, 4], mlps.readouts[:, 0], rtol=1e-5, atol=1e-5)
-    components = w._views[1].components()
+    components = w._handlers.views.get(1).components()
     assert components[4] == {"site": "mlp_out", "layer": 0, "pos": 10}
     assert components[6] == {"site": "head_by_pos", "layer": 1, "head": 1, "pos": 10}
 
@@ -86,7 +87,7 @@ def test_copy_code_of_a_drill_view_rebuilds_its_grid(
     exec(compile(code, "<widget code>", "exec"), namespace)
     from patchwidget.widget.exports import view_panels
 
-    shown = view_panels(w._views[1], "logit_diff", True, drop=False)
+    shown = view_panels(w._handlers.views.get(1), "logit_diff", True, drop=False)
     for panel, rebuilt in zip(shown, namespace["panels"], strict=True):
         np.testing.assert_allclose(rebuilt.values, panel.values, rtol=1e-5, atol=1e-6)
         assert tuple(rebuilt.cols) == panel.cols
@@ -132,7 +133,11 @@ def test_unknown_tokens_are_flagged_per_pair_for_the_chips() -> None:
     prompts = demo_prompts("flip_s2", n=2)
     prompts["clean"][1] = prompts["clean"][1].replace("office", "Zebulon")
     prompts["corrupted"][1] = prompts["corrupted"][1].replace("office", "Zebulon")
-    w = PatchingWidget(_exp(**prompts), model_expr="pw.demo_model()")
+    with pytest.warns(PatchingWarning, match="pair 2 .* does not know") as caught:
+        exp = _exp(**prompts)
+    assert len(caught) == 2  # the clean and the corrupted prompt of pair 2
+    w = PatchingWidget(exp, model_expr="pw.demo_model()")
+    assert w.prompts["notes"] == [str(c.message) for c in caught]
     unknown = w.prompts["unknown"]
     assert not any(unknown["clean"][0]) and not any(unknown["answers"][0])
     position = w.prompts["clean_tokens"][1].index("<unk>")

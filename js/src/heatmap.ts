@@ -174,7 +174,7 @@ export class HeatmapArea {
     this.legend.hidden = view === null;
     if (!view) {
       this.clearPanels();
-      this.renderNotes([], []);
+      this.renderNotes([], [], []);
       return;
     }
     const metric = this.store.get("metric");
@@ -207,6 +207,7 @@ export class HeatmapArea {
     this.renderNotes(
       this.panels.map((p) => p.norm),
       this.panels.map((p) => p.base),
+      view.meta.nonfinite ?? [],
     );
     if (this.refocus && this.panels.length) {
       this.refocus = false;
@@ -561,8 +562,9 @@ export class HeatmapArea {
     this.tooltip.hidden = true;
   }
 
-  private renderNotes(values: Float64Array[], bases: Baselines[]): void {
+  private renderNotes(values: Float64Array[], bases: Baselines[], nonfinite: string[]): void {
     const notes = guidanceNotes({
+      nonfinite,
       metric: this.store.get("metric"),
       normalized: this.store.get("normalized"),
       values,

@@ -2,6 +2,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { AttentionView } from "./attention";
 import { CircuitPanel } from "./circuit";
+import { LongSweepConfirm } from "./confirm";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
@@ -52,6 +53,7 @@ function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
     model.off("change:sites", onSites);
     model.off("change:directions", onSites);
     model.off("change:circuit", onCircuit);
+    store.dispose();
     stores.delete(model.get("_model_key"));
   };
 }
@@ -64,6 +66,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const heatmap = new HeatmapArea(store, d);
   const pairs = new PairControls(store, d);
   const circuit = new CircuitPanel(store, d);
+  const confirm = new LongSweepConfirm(store, d);
   const modelInfo = modelLine(model, d);
   const estimate = new EstimatePanel(store, d);
   const paths = new PathPanel(store, d);
@@ -110,6 +113,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     prompts.el,
     pairs.el,
     error,
+    confirm.el,
     crumbs,
     alternatives,
     heatmap.el,
@@ -174,6 +178,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
     const err = store.error;
     error.hidden = !err;
     error.textContent = err ? err.message : "";
+    confirm.update(err);
     controls.updateStatus();
   };
 

@@ -12,6 +12,8 @@ export interface NoteInput {
   values: ArrayLike<number>[];
   baselines: Baselines[];
   corruption: string;
+  /** Cells whose patch gave NaN or inf (from the view's meta). */
+  nonfinite?: string[];
 }
 
 /**
@@ -34,6 +36,14 @@ export function countOutsideUnit(values: ArrayLike<number>[]): number {
 export function guidanceNotes(input: NoteInput): string[] {
   const notes: string[] = [];
   const name = METRIC_LABELS[input.metric];
+  const bad = input.nonfinite ?? [];
+  if (bad.length) {
+    const shown =
+      bad.slice(0, 3).join("; ") + (bad.length > 3 ? ` and ${bad.length - 3} more` : "");
+    notes.push(
+      `Patching ${shown} gave NaN or inf in the model's output: ${bad.length === 1 ? "that cell is" : "those cells are"} blank; every other cell is kept. Check the model's dtype (float16 overflow?) and the corruption's scale.`,
+    );
+  }
   if (input.metric === "prob") {
     notes.push(
       "Probability grows exponentially with the logits: the same push moves it a little near 0 and a lot mid-way, so maps look sharper than the effects are. Logit difference is the steadier guide while exploring.",

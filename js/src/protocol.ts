@@ -53,6 +53,8 @@ export interface ViewMeta {
   done: number;
   total: number;
   eta_s: number | null;
+  /** Cells whose patch gave NaN or inf in the model's output (blank on the map). */
+  nonfinite?: string[];
   /** "attribution" views carry an estimate section after the panels (see estimate.ts). */
   method?: "exact" | "attribution";
   note?: string;
@@ -143,7 +145,8 @@ export type Reply =
   | { type: "progress"; id: number; meta: ViewMeta }
   | { type: "result"; id: number; meta: ViewMeta | null; status: string }
   | { type: "circuit_result"; id: number; meta: CircuitMeta }
-  | { type: "prompts_set"; id: number }
+  | { type: "prompts_set"; id: number; notes?: string[] }
+  | { type: "pong"; id: number }
   | { type: "code"; id: number; code: string }
   | { type: "saved"; id: number; path: string }
   | { type: "ack"; id: number; message: string; target?: number }
@@ -162,6 +165,7 @@ const REPLY_TYPES = new Set([
   "ack",
   "superseded",
   "error",
+  "pong",
   "attention",
 ]);
 

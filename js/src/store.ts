@@ -24,6 +24,7 @@ import {
   type WidgetState,
 } from "./protocol";
 import type { ScaleChoice, ScaleMode } from "./scale";
+import { KernelWatch, LOST_MESSAGE } from "./watchdog";
 
 export interface ViewState {
   meta: ViewMeta;
@@ -93,9 +94,27 @@ export class Store {
   private latestCircuitId: number | null = null;
   private autoRan = false;
   private listeners = new Set<Listener>();
+  private watch = new KernelWatch(
+    () => this.model.send({ type: "ping", id: this.nextId++ }),
+    () => {
+      this.running = null;
+      this.progress = null;
+      this.fail({ message: LOST_MESSAGE, field: null, kind: "kernel" });
+    },
+    () => {
+      if (this.error?.kind === "kernel") this.error = null;
+      this.emit("status");
+      this.emit("message");
+    },
+  );
 
   constructor(readonly model: AnyModel<WidgetState>) {
     this.restore();
+  }
+
+  /** Stop the kernel watch (the model is gone). */
+  dispose(): void {
+    this.watch.stop();
   }
 
   // ---- subscriptions -----------------------------------------------------------------------
@@ -236,6 +255,7 @@ export class Store {
       this.emit("status");
     }
     this.model.send({ ...body, type, id });
+    this.watch.sent();
     return id;
   }
 
@@ -245,6 +265,15 @@ export class Store {
     const crumb: Crumb = { label: request.label || request.site, request, view: null, options };
     this.crumbs = push ? [...this.crumbs, crumb] : [crumb];
     this.activeViewId = this.send("sweep", { ...request });
+    this.emit("view");
+  }
+
+  /** Run the current view's sweep although the kernel estimated that it takes long. */
+  runAnyway(): void {
+    const current = this.current;
+    if (!current) return;
+    this.error = null;
+    this.activeViewId = this.send("sweep", { ...current.request, confirmed: true });
     this.emit("view");
   }
 
@@ -377,12 +406,14 @@ export class Store {
         kind: reply.type,
       });
     }
+    this.watch.heard(this.running !== null);
   }
 
   private apply(reply: Reply, buffers: Bytes[]): void {
     switch (reply.type) {
       case "started":
       case "ack":
+      case "pong":
         return;
       case "progress":
         if (reply.id !== this.activeViewId) return;
@@ -425,8 +456,9 @@ export class Store {
         this.finish(reply.id);
         this.emit("circuit");
         this.emit("prompts");
+        this.promptError = null;
         this.runView(this.topRequest(), false);
-        this.note("Prompts updated: sweeping them again.");
+        this.note([...(reply.notes ?? []), "Prompts updated: sweeping them again."].join(" "));
         return;
       case "code":
         this.code = reply.code;
@@ -462,8 +494,11 @@ export class Store {
 
   private fail(problem: Problem): void {
     if (problem.kind === "set_prompts") {
+      // Shown once, next to the prompt editor; the banner keeps other problems.
       this.promptError = problem;
       this.emit("prompts");
+      this.emit("status");
+      return;
     }
     this.error = problem;
     this.emit("status");

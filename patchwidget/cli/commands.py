@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -41,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _note_printer(args.command, warnings.showwarning)
+            return args.run(args)
     except (CliError, ValueError, TypeError, OSError, FloatingPointError) as err:
         print(f"patchwidget {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
@@ -324,6 +327,31 @@ def _own_prompts(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"clean": args.clean, "corrupted": args.corrupted, "answers": args.answers}
 
 
+def _prompts_from_file(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The file's prompts, checked for shape: lists of strings, answers as string pairs."""
+    for key in ("clean", "corrupted"):
+        value = data[key]
+        if isinstance(value, str):
+            value = data[key] = [value]
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise CliError(f'{path}: "{key}" must be a list of prompts (strings)')
+    answers = data["answers"]
+    if isinstance(answers, list) and len(answers) == 2 and all(isinstance(a, str) for a in answers):
+        answers = [answers]
+    if not isinstance(answers, list) or not all(
+        isinstance(a, list) and len(a) == 2 and all(isinstance(t, str) for t in a) for a in answers
+    ):
+        raise CliError(
+            f'{path}: "answers" must be a list of [correct, incorrect] pairs, e.g. '
+            f'[[" Mary", " John"]], got {json.dumps(answers)[:80]}'
+        )
+    return {
+        "clean": data["clean"],
+        "corrupted": data["corrupted"],
+        "answers": [tuple(a) for a in answers],
+    }
+
+
 def _check_outputs(figure: Path, *others: Path | None) -> None:
     """Fail before the sweep, not after it, on an unknown figure format or a missing folder."""
     from matplotlib.figure import Figure
@@ -338,6 +366,8 @@ def _check_outputs(figure: Path, *others: Path | None) -> None:
     for path in (figure, *others):
         if path is not None and not path.parent.is_dir():
             raise CliError(f"cannot write {path}: folder {path.parent} does not exist")
+        if path is not None and path.is_dir():
+            raise CliError(f"cannot write {path}: it is a folder; give a file name")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -412,6 +442,19 @@ def _quiet_loading() -> None:
     from transformers.utils import logging
 
     logging.disable_progress_bar()
+
+
+def _note_printer(command: str, fallback: Any) -> Any:
+    """``warnings.showwarning`` that prints patchwidget's warnings as one-line notes."""
+    from ..checks import PatchingWarning
+
+    def show(message: Any, category: type, *rest: Any, **kwargs: Any) -> None:
+        if issubclass(category, PatchingWarning):
+            print(f"patchwidget {command}: note: {_one_line(message)}", file=sys.stderr)
+        else:
+            fallback(message, category, *rest, **kwargs)
+
+    return show
 
 
 def _suffixed(path: Path, tag: str) -> Path:

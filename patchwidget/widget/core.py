@@ -3,40 +3,41 @@
 from __future__ import annotations
 
 import pathlib
-import threading
-import time
-import traceback
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets as t
 
 from ..components import SITES
-from .handlers import HandlersMixin
-from .jobs import JobQueue
+from .handlers import RequestHandlers
 from .messages import Limits
 from .modelline import model_line
 from .names import caller_name
 from .names import model_expr as loadable_model_expr
 from .snapshot import StaticView
 
+if TYPE_CHECKING:
+    from ..experiment import Experiment
+
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 
 
-class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
+class PatchingWidget(anywidget.AnyWidget):
     """Interactive patching of one Experiment: sweeps, drill-down, circuits, export.
 
     ``PatchingWidget(exp)``, or ``PatchingWidget(model, clean=..., corrupted=..., answers=...)``
     with any other ``pw.Experiment`` keyword, or ``PatchingWidget.demo()``.
     """
 
-    _esm = STATIC / "widget.js"
-    _css = STATIC / "widget.css"
+    # The bundle's text, not its path: anywidget ties every instance to a path's file watcher
+    # for good, so closed widgets (and their experiments) could never be freed.
+    _esm = (STATIC / "widget.js").read_text(encoding="utf-8")
+    _css = (STATIC / "widget.css").read_text(encoding="utf-8")
 
     _model_key = t.Unicode().tag(sync=True)  # finds the front end's per-model state
     info = t.Dict().tag(sync=True)
-    sites = t.List().tag(sync=True)
+    sites: t.List[dict[str, Any]] = t.List().tag(sync=True)
     directions = t.Dict().tag(sync=True)
     prompts = t.Dict().tag(sync=True)
     status = t.Unicode("idle").tag(sync=True)
@@ -50,7 +51,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     direction = t.Unicode("denoising").tag(sync=True)
     metric = t.Unicode("logit_diff").tag(sync=True)
     normalized = t.Bool(True).tag(sync=True)
-    circuit = t.List().tag(sync=True)
+    circuit: t.List[dict[str, Any]] = t.List().tag(sync=True)
     # Id of the sweep whose result the front end shows, set by it: marimo reruns cells on it.
     result_id = t.Int(0).tag(sync=True)
 
@@ -67,20 +68,18 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         else:
             experiment_name = caller_name(experiment)
         super().__init__(_model_key=uuid.uuid4().hex)
-        self.experiment = experiment
+        self.experiment: Experiment = experiment
         self.result: Any = None
         self.results: list[Any] = []
-        self.history: list[dict[str, Any]] = []
+        self.circuit_checks: Any = None
         self.model_expr = model_expr or loadable_model_expr(experiment)
         self.named_experiment = (experiment, experiment_name)
-        self._jobs = JobQueue()
-        self._history_lock = threading.Lock()
-        self._views: dict[int, Any] = {}
         self._static = StaticView()
-        self._describe_experiment()
+        self.describe_experiment()
         if self.directions["denoising"]:
             self.direction = "noising"  # the only direction an ablation supports
-        self.on_msg(self._on_message)
+        self._handlers = RequestHandlers(self)
+        self.on_msg(self._handlers.on_message)
 
     @classmethod
     def demo(cls, corruption: str = "flip_s2", **prompt_kwargs: Any) -> PatchingWidget:
@@ -88,12 +87,25 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         from ..demo import demo_model, demo_prompts
         from ..experiment import Experiment
 
-        exp = Experiment(demo_model(), **demo_prompts(corruption, **prompt_kwargs))
+        prompts: dict[str, Any] = demo_prompts(corruption, **prompt_kwargs)
+        exp = Experiment(demo_model(), **prompts)
         return cls(exp, model_expr="pw.demo_model()")
 
     def wait(self, timeout: float | None = 60) -> bool:
         """Block until the running job (if any) has finished; False on timeout."""
-        return self._jobs.wait(timeout)
+        return self._handlers.jobs.wait(timeout)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The latest requests from the browser (newest last), with their outcome."""
+        return self._handlers.log.entries
+
+    def close(self) -> None:
+        """Close the widget: its running sweep stops after the current batch, its views go."""
+        handlers = getattr(self, "_handlers", None)
+        if handlers is not None:
+            handlers.close()
+        super().close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The widget view, plus a PNG of the current map and a one-line summary for viewers
@@ -109,7 +121,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
 
     # ---- state shown in the browser -------------------------------------------------------
 
-    def _describe_experiment(self) -> None:
+    def describe_experiment(self) -> None:
         exp = self.experiment
         self.info = dict(exp.info)
         self.model_line = model_line(exp)
@@ -140,13 +152,14 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             "answer_tokens": [list(a) for a in exp.answer_tokens],
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
             "unknown": _unknown_flags(exp),
+            "notes": list(exp.prompt_notes),
         }
 
     def _remote_status(self, status: str) -> None:
         """A remote request's job status (and, once done, its server runtime) on the model line."""
         self.model_line = model_line(self.experiment, status)
 
-    def _limits(self) -> Limits:
+    def limits(self) -> Limits:
         info = self.experiment.info
         return Limits(
             n_layers=int(info["n_layers"]),
@@ -156,47 +169,8 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             n_kv_heads=int(info.get("n_kv_heads") or info["n_heads"]),
         )
 
-    def _site_reasons(self) -> dict[str, str | None]:
+    def site_reasons(self) -> dict[str, str | None]:
         return {s["name"]: s["reason"] for s in self.sites}
-
-    # ---- messages -----------------------------------------------------------------------
-
-    def _reply(self, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
-        self.send(content, buffers=buffers)
-
-    def _record(self, request_id: int | None, kind: str, **fields: Any) -> dict[str, Any]:
-        entry = {
-            "id": request_id,
-            "kind": kind,
-            "site": None,
-            "direction": None,
-            "layers": None,
-            "heads": None,
-            "positions": None,
-            "status": "running",
-            "error": None,
-            "time": time.time(),
-        }
-        entry.update(fields)
-        with self._history_lock:
-            self.history.append(entry)
-        return entry
-
-    def _fail(self, entry: dict[str, Any], error: Exception, field: str | None = None) -> None:
-        entry.update(status="error", error=str(error))
-        self._reply(
-            {
-                "type": "error",
-                "id": entry["id"],
-                "kind": entry["kind"],
-                "message": str(error) or type(error).__name__,
-                "field": field,
-            }
-        )
-
-    def _internal_error(self, entry: dict[str, Any], error: Exception) -> None:
-        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        self._fail(entry, RuntimeError(f"{entry['kind']} failed: {detail}"))
 
 
 def _unknown_flags(exp: Any) -> dict[str, list[list[bool]]]:

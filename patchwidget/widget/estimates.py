@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from ..verification import Verification
 from .jobs import Job
 from .messages import ViewRequest
 from .views import ViewData
+
+if TYPE_CHECKING:
+    from .handlers import RequestHandlers
 
 PROGRESS_INTERVAL_S = 0.2
 _F32 = np.dtype("<f4")
@@ -78,7 +81,7 @@ class EstimateView(ViewData):
 
 
 def run_estimate_view(
-    widget: Any,
+    handlers: RequestHandlers,
     job: Job,
     request: ViewRequest,
     entry: dict[str, Any],
@@ -86,10 +89,10 @@ def run_estimate_view(
 ) -> None:
     """Estimate every sweep of the view, show it, then verify its cells exactly in the order of
     their estimated effect, streaming progress replies as the exact values arrive."""
-    exp = widget.experiment
+    exp = handlers.widget.experiment
     view = EstimateView(job.id, request, n_pairs=exp.n_pairs)
     entry.update(method="attribution")
-    widget._reply({"type": "started", "id": job.id, "kind": "sweep"})
+    handlers.log.reply({"type": "started", "id": job.id, "kind": "sweep"})
     estimates = []
     for direction, site, kwargs in calls:
         estimate = exp.sweep(site, direction=direction, method="attribution", **kwargs)
@@ -103,7 +106,7 @@ def run_estimate_view(
         now = time.monotonic()
         if (force or now - last_sent[0] >= PROGRESS_INTERVAL_S) and not job.superseded:
             last_sent[0] = now
-            widget._reply(
+            handlers.log.reply(
                 {"type": "progress", "id": job.id, "meta": view.meta("running")}, [view.buffer()]
             )
 
@@ -128,9 +131,9 @@ def run_estimate_view(
         view.put_verified(direction, site, check)
         view.done = int(offset) + check.n_verified
     if job.superseded:
-        widget._superseded(job, entry)
+        handlers._superseded(job, entry)
         return
     view.results = [(d, s, view.current[(d, s)]) for d, s, _ in estimates]
     status = "done" if view.done == view.total else "cancelled"
-    widget._publish_view(view, status)
+    handlers._publish_view(view, status)
     entry.update(status=status)

@@ -1,4 +1,4 @@
-"""Handlers of the front end's requests (see js/PROTOCOL.md); mixed into PatchingWidget.
+"""Handlers of the front end's requests (see js/PROTOCOL.md), composed into PatchingWidget.
 
 Engine work (sweeps, circuits, new prompts) runs in a worker thread through ``JobQueue``; the rest
 answers at once. Every request gets exactly one final reply carrying its id.
@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import pathlib
 import time
-import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from .. import checks
+from ..checks import shown_elsewhere
 from ..positions import MARK
-from ..sites import kv_group, kv_head
+from ..sites import kv_group, kv_head, n_heads_of, sweep_axes
 from .codegen import ExperimentSource, circuit_code, view_code
 from .estimates import run_estimate_view
 from .exports import parse_display, save_view_figure, write_view_csv
-from .jobs import Job
+from .jobs import Job, JobQueue
 from .messages import (
     ComponentSpec,
     MessageError,
@@ -28,6 +30,7 @@ from .messages import (
     parse_prompt_text,
     parse_view,
     require_id,
+    require_object,
     writer_layers,
 )
 from .path_messages import (
@@ -37,40 +40,75 @@ from .path_messages import (
     receiver_json,
     spec_json,
 )
-from .views import ViewData, circuit_payload
+from .requests import RequestLog, short_repr
+from .views import KeptViews, ViewData, circuit_payload
+
+if TYPE_CHECKING:
+    from .core import PatchingWidget
 
 PROGRESS_INTERVAL_S = 0.2
-MAX_KEPT_VIEWS = 32
+CONFIRM_FIELD = "confirm"  # the error field of a sweep that waits for "run it anyway"
+Entry = dict[str, Any]
+Handler = Callable[[int, dict[str, Any], Entry], None]
 
 
-class HandlersMixin:
-    """Message dispatch; expects the attributes PatchingWidget sets up."""
+class RequestHandlers:
+    """Answers one widget's requests; owns its job queue, request log and kept views."""
 
-    def _on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+    def __init__(self, widget: PatchingWidget) -> None:
+        self.widget = widget
+        self.jobs = JobQueue()
+        self.log = RequestLog(widget.send)
+        self.views = KeptViews()
+        self._handlers: dict[str, Handler] = {
+            "sweep": self._handle_sweep,
+            "circuit": self._handle_circuit,
+            "set_prompts": self._handle_set_prompts,
+            "cancel": self._handle_cancel,
+            "copy_code": self._handle_copy_code,
+            "save_figure": self._handle_save_figure,
+            "export_csv": self._handle_export_csv,
+            "attention": self._handle_attention,
+        }
+
+    def on_message(self, _widget: Any, content: Any, buffers: Any) -> None:
+        """Entry point of every custom message; nothing escapes, exactly one final reply."""
         request_id = None
         try:
             request_id = require_id(content)
             kind = message_type(content)
         except MessageError as error:
-            entry = self._record(request_id, "invalid")
-            self._fail(entry, error, error.field)
+            self.log.fail(self.log.record(request_id, "invalid"), error, error.field)
             return
-        handler = getattr(self, f"_handle_{kind}", None) if kind in HANDLED else None
-        entry = self._record(request_id, kind if handler else "invalid")
+        except Exception as error:  # e.g. a pathologically nested message
+            self.log.internal_error(self.log.record(request_id, "invalid"), error)
+            return
+        if kind == "ping":  # the front end's liveness check: answered, not kept in the history
+            self.log.reply({"type": "pong", "id": request_id})
+            return
+        handler = self._handlers.get(kind)
+        entry = self.log.record(request_id, kind if handler else "invalid")
         if handler is None:
-            self._fail(entry, MessageError(f"unknown request type {kind!r}", "type"), "type")
+            message = f"unknown request type {short_repr(kind)}"
+            self.log.fail(entry, MessageError(message, "type"), "type")
             return
         try:
             handler(request_id, content, entry)
         except MessageError as error:
-            self._fail(entry, error, error.field)
+            self.log.fail(entry, error, error.field)
         except Exception as error:
-            self._internal_error(entry, error)
+            self.log.internal_error(entry, error)
+
+    def close(self) -> None:
+        """Stop the running job and drop what this widget keeps (the widget was closed)."""
+        self.jobs.close()
+        self.views.clear()
 
     # ---- engine jobs ----------------------------------------------------------------------
 
-    def _handle_sweep(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
-        request = parse_view(msg, self._limits(), self._site_reasons())
+    def _handle_sweep(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        request = self._view_request(msg)
+        self._confirm_if_long(request, msg)
         entry.update(
             kind="sweep",
             site=request.site if request.kind == "sweep" else request.kind,
@@ -81,37 +119,40 @@ class HandlersMixin:
         )
         if request.receivers is not None:
             entry.update(receivers=request.to_json()["receivers"])
-        self._submit(
-            Job(request_id, "sweep"), entry, lambda job: self._run_view(job, request, entry)
-        )
 
-    def _handle_circuit(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
-        specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
+        def work(job: Job) -> None:
+            # Checked again: a prompt change queued before this sweep may have changed the sizes.
+            self._run_view(job, self._view_request(msg), entry)
+
+        self._submit(Job(request_id, "sweep"), entry, work)
+
+    def _handle_circuit(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        raw = msg.get("components")
+        parse_components(raw, self.widget.limits(), self.widget.site_reasons())  # fail fast
         entry.update(direction="both")
-        self._submit(
-            Job(request_id, "circuit"), entry, lambda job: self._run_circuit(job, specs, entry)
-        )
 
-    def _handle_attention(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
-        limits = self._limits()
+        def work(job: Job) -> None:
+            checked = parse_components(raw, self.widget.limits(), self.widget.site_reasons())
+            self._run_circuit(job, checked, entry)
+
+        self._submit(Job(request_id, "circuit"), entry, work)
+
+    def _handle_attention(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        limits = self.widget.limits()
         layer = _int_field(msg, "layer", limits.n_layers)
         head = _int_field(msg, "head", limits.n_heads)
-        reason = self._site_reasons().get("head_pattern")
+        reason = self.widget.site_reasons().get("head_pattern")
         if reason:
             raise MessageError(f"attention patterns are not available: {reason}", "head")
 
         def work(job: Job) -> None:
-            meta, buffer = attention_payload(self.experiment, job.id, layer, head)
+            meta, buffer = attention_payload(self.widget.experiment, job.id, layer, head)
             entry.update(status="done")
-            self._reply({"type": "attention", "id": job.id, "meta": meta}, [buffer])
+            self.log.reply({"type": "attention", "id": job.id, "meta": meta}, [buffer])
 
         self._submit(Job(request_id, "attention"), entry, work)
 
-    def _handle_set_prompts(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+    def _handle_set_prompts(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         clean, corrupted, answers = parse_prompt_text(msg)
         self._submit(
             Job(request_id, "set_prompts"),
@@ -119,38 +160,78 @@ class HandlersMixin:
             lambda job: self._run_set_prompts(job, clean, corrupted, answers, entry),
         )
 
-    def _submit(self, job: Job, entry: dict[str, Any], work: Any) -> None:
-        self.status = "running"
-        self._jobs.submit(job, lambda j: self._guarded(j, entry, work))
+    def _confirm_if_long(self, request: ViewRequest, msg: dict[str, Any]) -> None:
+        """Refuse, on the field ``confirm``, a sweep estimated to take long unless confirmed."""
+        if msg.get("confirmed") is True or request.method == "attribution":
+            return  # attribution estimates take two passes per direction
+        exp = self.widget.experiment
+        dims = exp.dims
+        patches = 0
+        for _, site, kwargs in _sweep_calls(request, self._kv_group()):
+            sizes = {
+                "layer": dims.n_layers,
+                "head": n_heads_of(site, dims),
+                "pos": exp.length,
+                "neuron": dims.d_mlp,
+            }
+            axes = sweep_axes(site, bool(kwargs.get("by_pos")) or site == "head_by_pos")
+            patches += checks.patch_count(sizes, axes, kwargs)
+        # Patched runs skip the layers before their patch: about half the model on average.
+        seconds = patches * exp.n_pairs * exp.seconds_per_run * 0.5
+        if seconds > checks.LONG_SWEEP_S:
+            raise MessageError(
+                f"This sweep runs {patches * exp.n_pairs:,} patched passes: about "
+                f"{checks.duration(seconds)} here. Run it anyway, or choose a smaller view "
+                "(drill into a cell, another site, or fewer prompt pairs).",
+                CONFIRM_FIELD,
+            )
 
-    def _guarded(self, job: Job, entry: dict[str, Any], work: Any) -> None:
+    def _view_request(self, msg: dict[str, Any]) -> ViewRequest:
+        request = parse_view(msg, self.widget.limits(), self.widget.site_reasons())
+        for direction in request.directions:
+            reason = self.widget.directions.get(direction)
+            if reason:
+                raise MessageError(
+                    f"direction {direction!r} is not available: {reason}", "direction"
+                )
+        return request
+
+    def _submit(self, job: Job, entry: Entry, work: Callable[[Job], None]) -> None:
+        try:
+            self.jobs.submit(job, lambda j: self._guarded(j, entry, work))
+        except RuntimeError as error:
+            raise MessageError(str(error)) from None
+        self.widget.status = "running"
+
+    def _guarded(self, job: Job, entry: Entry, work: Callable[[Job], None]) -> None:
         try:
             if job.superseded:
                 self._superseded(job, entry)
             else:
-                work(job)
+                with shown_elsewhere():
+                    work(job)
         except MessageError as error:
-            self._fail(entry, error, error.field)
+            self.log.fail(entry, error, error.field)
         except Exception as error:
-            self._internal_error(entry, error)
+            self.log.internal_error(entry, error)
         finally:
-            if self._jobs.is_current(job) or self._jobs.current is None:
-                self.status = "idle"
+            if not self.jobs.has_pending():
+                self.widget.status = "idle"
 
-    def _superseded(self, job: Job, entry: dict[str, Any]) -> None:
+    def _superseded(self, job: Job, entry: Entry) -> None:
         entry.update(status="superseded")
-        self._reply({"type": "superseded", "id": job.id})
+        self.log.reply({"type": "superseded", "id": job.id})
 
-    def _run_view(self, job: Job, request: ViewRequest, entry: dict[str, Any]) -> None:
+    def _run_view(self, job: Job, request: ViewRequest, entry: Entry) -> None:
         if request.method == "attribution":
             run_estimate_view(self, job, request, entry, _sweep_calls(request, self._kv_group()))
             return
-        exp = self.experiment
+        exp = self.widget.experiment
         view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens), kv_group=self._kv_group())
         sweeps = _sweep_calls(request, self._kv_group())
         last_sent = [0.0]
         totals: list[int] = []
-        self._reply({"type": "started", "id": job.id, "kind": "sweep"})
+        self.log.reply({"type": "started", "id": job.id, "kind": "sweep"})
 
         for index, (direction, site, kwargs) in enumerate(sweeps):
             if job.cancel.is_set():
@@ -174,7 +255,7 @@ class HandlersMixin:
                 now = time.monotonic()
                 if now - last_sent[0] >= PROGRESS_INTERVAL_S and not job.superseded:
                     last_sent[0] = now
-                    self._reply(
+                    self.log.reply(
                         {"type": "progress", "id": job.id, "meta": view.meta("running")},
                         [view.buffer()],
                     )
@@ -198,54 +279,50 @@ class HandlersMixin:
         if view.ready:
             self._publish_view(view, status)
         else:
-            self._reply({"type": "result", "id": job.id, "meta": None, "status": status})
+            self.log.reply({"type": "result", "id": job.id, "meta": None, "status": status})
         entry.update(status=status)
 
     def _publish_view(self, view: ViewData, status: str) -> None:
         meta, buffer = view.meta(status), view.buffer()
-        self.result = view.results[0][2] if view.results else None
-        self.results = [r for *_, r in view.results]
-        self._views[view.id] = view
-        for old in list(self._views)[:-MAX_KEPT_VIEWS]:
-            del self._views[old]
-        with self.hold_sync():
-            self.result_meta = meta
-            self.result_bytes = buffer
-        self._reply({"type": "result", "id": view.id, "meta": meta, "status": status}, [buffer])
+        self.widget.result = view.results[0][2] if view.results else None
+        self.widget.results = [r for *_, r in view.results]
+        self.views.keep(view, len(buffer))
+        with self.widget.hold_sync():
+            self.widget.result_meta = meta
+            self.widget.result_bytes = buffer
+        self.log.reply({"type": "result", "id": view.id, "meta": meta, "status": status}, [buffer])
 
-    def _run_circuit(self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any]) -> None:
+    def _run_circuit(self, job: Job, specs: list[ComponentSpec], entry: Entry) -> None:
         from ..components import Component
 
-        self._reply({"type": "started", "id": job.id, "kind": "circuit"})
+        self.log.reply({"type": "started", "id": job.id, "kind": "circuit"})
         group = self._kv_group()
         if any(s.receiver is not None for s in specs):
-            return self._finish_circuit(
-                job, specs, entry, path_circuit(self.experiment, specs, group)
-            )
+            paths = path_circuit(self.widget.experiment, specs, group)
+            self._finish_circuit(job, specs, entry, paths)
+            return
         components = [
             Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a mixed circuit's note travels in the reply
-            checks = self.experiment.circuit(components)
-        self._finish_circuit(job, specs, entry, checks)
+        checked = self.widget.experiment.circuit(components)  # its notes travel in the reply
+        self._finish_circuit(job, specs, entry, checked)
 
     def _finish_circuit(
-        self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any], checks: Any
+        self, job: Job, specs: list[ComponentSpec], entry: Entry, checked: Any
     ) -> None:
         if job.superseded:
             self._superseded(job, entry)
             return
         meta, buffer = circuit_payload(
-            job.id, [spec_json(s) for s in specs], checks.results, checks.complement_note
+            job.id, [spec_json(s) for s in specs], checked.results, checked.complement_note
         )
-        with self.hold_sync():
-            self.circuit_meta = meta
-            self.circuit_bytes = buffer
-        self.circuit_checks = checks
+        with self.widget.hold_sync():
+            self.widget.circuit_meta = meta
+            self.widget.circuit_bytes = buffer
+        self.widget.circuit_checks = checked
         entry.update(status="done")
-        self._reply({"type": "circuit_result", "id": job.id, "meta": meta}, [buffer])
+        self.log.reply({"type": "circuit_result", "id": job.id, "meta": meta}, [buffer])
 
     def _run_set_prompts(
         self,
@@ -253,11 +330,11 @@ class HandlersMixin:
         clean: list[str],
         corrupted: list[str],
         answers: list[tuple[str, str]],
-        entry: dict[str, Any],
+        entry: Entry,
     ) -> None:
         from ..experiment import Experiment
 
-        old = self.experiment
+        old = self.widget.experiment
         try:
             exp = Experiment(
                 old.model,
@@ -276,66 +353,63 @@ class HandlersMixin:
         if job.superseded:
             self._superseded(job, entry)
             return
-        self.experiment = exp
-        self.result, self.results = None, []
-        with self.hold_sync():
-            self._describe_experiment()
-            self.result_meta, self.result_bytes = {}, b""
-            self.circuit_meta, self.circuit_bytes = {}, b""
+        self.widget.experiment = exp
+        self.widget.result, self.widget.results = None, []
+        with self.widget.hold_sync():
+            self.widget.describe_experiment()
+            self.widget.result_meta, self.widget.result_bytes = {}, b""
+            self.widget.circuit_meta, self.widget.circuit_bytes = {}, b""
         entry.update(status="done")
-        self._reply({"type": "prompts_set", "id": job.id})
+        self.log.reply({"type": "prompts_set", "id": job.id, "notes": list(exp.prompt_notes)})
 
     # ---- immediate requests ---------------------------------------------------------------
 
-    def _handle_cancel(self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]) -> None:
-        job = self._jobs.cancel()
+    def _handle_cancel(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
+        job = self.jobs.latest
         entry.update(status="done")
         if job is None:
-            self._reply({"type": "ack", "id": request_id, "message": "nothing is running"})
-        else:
-            self._reply(
-                {
-                    "type": "ack",
-                    "id": request_id,
-                    "message": f"cancelling {job.id}",
-                    "target": job.id,
-                }
-            )
+            self.log.reply({"type": "ack", "id": request_id, "message": "nothing is running"})
+            return
+        if job.kind != "sweep":
+            # A circuit check is a few runs that can't stop half-way; a prompt edit is never lost.
+            what = "a circuit check" if job.kind == "circuit" else "a prompt change"
+            message = f"{what} can't be cancelled; it finishes by itself"
+            self.log.reply({"type": "ack", "id": request_id, "message": message, "target": None})
+            return
+        job.cancel.set()  # the engine stops after its current batch
+        self.log.reply(
+            {"type": "ack", "id": request_id, "message": f"cancelling {job.id}", "target": job.id}
+        )
 
-    def _handle_copy_code(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+    def _handle_copy_code(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         source = self._source()
         if msg.get("what") == "circuit":
-            specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
+            limits, reasons = self.widget.limits(), self.widget.site_reasons()
+            specs = parse_components(msg.get("components"), limits, reasons)
             code = circuit_code(source, [_code_fields(s) for s in specs], self._kv_group())
         else:
-            request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
+            view = require_object(msg.get("view"), "view")
+            request = parse_view(view, self.widget.limits(), self.widget.site_reasons())
             metric, normalized = parse_metric(msg)
             code = view_code(source, request.to_json(), metric, normalized, self._kv_group())
         entry.update(status="done")
-        self._reply({"type": "code", "id": request_id, "code": code})
+        self.log.reply({"type": "code", "id": request_id, "code": code})
 
-    def _handle_save_figure(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+    def _handle_save_figure(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         metric, normalized = parse_metric(msg)
         scale, drop = parse_display(msg)
         view = self._kept_view(msg)
         path = save_view_figure(view, metric, normalized, scale, drop, pathlib.Path.cwd())
         entry.update(status="done")
-        self._reply({"type": "saved", "id": request_id, "path": str(path)})
+        self.log.reply({"type": "saved", "id": request_id, "path": str(path)})
 
-    def _handle_export_csv(
-        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
-    ) -> None:
+    def _handle_export_csv(self, request_id: int, msg: dict[str, Any], entry: Entry) -> None:
         path = write_view_csv(self._kept_view(msg), pathlib.Path.cwd())
         entry.update(status="done")
-        self._reply({"type": "saved", "id": request_id, "path": str(path)})
+        self.log.reply({"type": "saved", "id": request_id, "path": str(path)})
 
     def _kept_view(self, msg: dict[str, Any]) -> ViewData:
-        view_id = msg.get("view_id")
-        view = self._views.get(view_id) if isinstance(view_id, int) else None
+        view = self.views.get(msg.get("view_id"))
         if view is None or not view.ready:
             raise MessageError("that view is not in this kernel any more: run it again", "view_id")
         return view
@@ -343,40 +417,28 @@ class HandlersMixin:
     # ---- helpers --------------------------------------------------------------------------
 
     def _kv_group(self) -> int:
-        return kv_group(self.experiment.dims)
+        return kv_group(self.widget.experiment.dims)
 
     def _source(self) -> ExperimentSource:
-        exp = self.experiment
+        exp = self.widget.experiment
         corruption = exp.corruption
-        named, name = self.named_experiment
+        named, name = self.widget.named_experiment
         return ExperimentSource(
             experiment_expr=name if named is exp else None,
-            model_expr=self.model_expr,
-            clean=tuple(self.prompts["clean"]),
-            corrupted=() if corruption is not None else tuple(self.prompts["corrupted"]),
-            answers=tuple(tuple(a) for a in self.prompts["answers"]),
+            model_expr=self.widget.model_expr,
+            clean=tuple(self.widget.prompts["clean"]),
+            corrupted=() if corruption is not None else tuple(self.widget.prompts["corrupted"]),
+            answers=tuple(tuple(a) for a in self.widget.prompts["answers"]),
             corruption_expr=None if corruption is None else f"pw.{corruption!r}",
-            positions={k: list(v) for k, v in self.experiment.named_positions.items()} or None,
+            positions={k: list(v) for k, v in exp.named_positions.items()} or None,
         )
-
-
-HANDLED = (
-    "sweep",
-    "circuit",
-    "attention",
-    "set_prompts",
-    "cancel",
-    "copy_code",
-    "save_figure",
-    "export_csv",
-)
 
 
 def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:
     """(direction, site, keyword arguments) of each engine sweep the view needs."""
     from ..components import HEAD_PART_SITES
 
-    base = {
+    base: dict[str, Any] = {
         k: list(v)
         for k, v in (
             ("layers", request.layers),
@@ -388,20 +450,21 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
     }
     if request.receivers is not None:
         base["receivers"] = [engine_receiver(r, kv_group) for r in request.receivers]
-    calls = []
+    calls: list[tuple[str, str, dict[str, Any]]] = []
     for direction in request.directions:
         if request.kind == "sweep":
             calls.append((direction, request.site, base))
             continue
         if request.kind == "writers":
-            head_layers, mlp_layers = writer_layers(request.site, request.layers[0])
+            (layer,) = request.layers or (0,)
+            head_layers, mlp_layers = writer_layers(request.site, layer)
             for site, layers in (("head_by_pos", head_layers), ("mlp_out", mlp_layers)):
                 if layers:
                     calls.append((direction, site, dict(base, layers=list(layers))))
             continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)
-            kwargs["heads"] = [kv_head(site, request.heads[0], kv_group)]
+            kwargs["heads"] = [kv_head(site, request.drilled_head[1], kv_group)]
             calls.append((direction, site, kwargs))
     return calls
 
@@ -429,7 +492,8 @@ def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
 def _int_field(msg: dict[str, Any], name: str, size: int) -> int:
     value = msg.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
-        raise MessageError(f"'{name}' must be an integer in [0, {size - 1}], got {value!r}", name)
+        got = short_repr(value)
+        raise MessageError(f"'{name}' must be an integer in [0, {size - 1}], got {got}", name)
     return value
 
 

@@ -13,6 +13,7 @@ from ..components import HEAD_PART_SITES, SITES
 from ..corruptions import DIRECTIONS
 from ..metrics import METRICS
 from ..sites import KV_SITES
+from .requests import short_repr
 
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")
 VIEW_KINDS = ("sweep", "head_parts", "writers")
@@ -62,6 +63,13 @@ class ViewRequest:
     def directions(self) -> tuple[str, ...]:
         return DIRECTIONS if self.direction == "both" else (self.direction,)
 
+    @property
+    def drilled_head(self) -> tuple[int, int]:
+        """(layer, query head) of a ``head_parts`` request."""
+        if self.layers is None or self.heads is None:
+            raise ValueError("not a head drill-down")
+        return self.layers[0], self.heads[0]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -101,6 +109,12 @@ def require_id(msg: Any) -> int:
     if not isinstance(msg, dict):
         raise MessageError(f"a message must be an object, got {type(msg).__name__}")
     return _int(msg.get("id"), "id", 0, 2**53)
+
+
+def require_object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MessageError(f"'{name}' must be an object, got {type(value).__name__}", name)
+    return value
 
 
 def message_type(msg: dict[str, Any]) -> str:
@@ -191,7 +205,25 @@ def parse_components(raw: Any, limits: Limits, sites: dict[str, str | None]) -> 
             )
         )
         _check_head_space(out[-1], i)
+        _check_indices_of_site(out[-1], i)
     return out
+
+
+def _check_indices_of_site(spec: ComponentSpec, i: int) -> None:
+    """Head sites name a head, the neuron site a neuron, head_by_pos a position; no others."""
+    name = f"components[{i}]"
+    has_head = spec.head is not None or spec.kv_head is not None
+    wants_head = spec.site.startswith("head")
+    if wants_head and not has_head:
+        field = "kv_head" if spec.site in KV_SITES else "head"
+        raise MessageError(f"{name}: site {spec.site!r} needs a '{field}'", f"{name}.{field}")
+    if has_head and not wants_head:
+        raise MessageError(f"{name}: site {spec.site!r} has no heads", f"{name}.head")
+    if (spec.site == "neuron") != (spec.neuron is not None):
+        need = "needs a 'neuron'" if spec.site == "neuron" else "has no neurons"
+        raise MessageError(f"{name}: site {spec.site!r} {need}", f"{name}.neuron")
+    if spec.site == "head_by_pos" and spec.pos is None:
+        raise MessageError(f"{name}: site 'head_by_pos' needs a 'pos'", f"{name}.pos")
 
 
 def _check_head_space(spec: ComponentSpec, i: int) -> None:
@@ -258,15 +290,16 @@ def _text(value: Any, name: str, max_len: int) -> str:
 
 def _choice(value: Any, name: str, options: tuple[str, ...]) -> str:
     if value not in options:
-        raise MessageError(f"'{name}' must be one of {', '.join(options)}; got {value!r}", name)
+        got = short_repr(value)
+        raise MessageError(f"'{name}' must be one of {', '.join(options)}; got {got}", name)
     return value
 
 
 def _int(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MessageError(f"'{name}' must be an integer, got {value!r}", name)
+        raise MessageError(f"'{name}' must be an integer, got {short_repr(value)}", name)
     if not low <= value <= high:
-        raise MessageError(f"'{name}' = {value} is out of range [{low}, {high}]", name)
+        raise MessageError(f"'{name}' = {short_repr(value)} is out of range [{low}, {high}]", name)
     return value
 
 

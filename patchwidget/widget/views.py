@@ -20,6 +20,7 @@ from .messages import ViewRequest, writer_layers
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
+MAX_KEPT_BYTES = 256 * 2**20
 
 
 class ViewData:
@@ -166,6 +167,11 @@ class ViewData:
             "total": self.total,
             "elapsed_s": round(elapsed, 3),
             "eta_s": None if eta is None else round(eta, 1),
+            "nonfinite": [
+                f"{site} {cell}" if self.request.kind == "head_parts" else cell
+                for _, site, result in self.results
+                for cell in result.metadata.get("nonfinite", [])
+            ],
         }
 
     def buffer(self) -> bytes:
@@ -209,3 +215,29 @@ def circuit_payload(
         "complement_note": complement_note,
     }
     return meta, b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
+
+
+class KeptViews:
+    """Finished views kept for figures, newest last, within ``MAX_KEPT_BYTES`` (the newest is
+    always kept, however large)."""
+
+    def __init__(self, max_bytes: int = MAX_KEPT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._views: dict[int, tuple[ViewData, int]] = {}
+
+    def keep(self, view: ViewData, n_bytes: int) -> None:
+        self._views.pop(view.id, None)
+        self._views[view.id] = (view, n_bytes)
+        while len(self._views) > 1 and self.total_bytes > self.max_bytes:
+            del self._views[next(iter(self._views))]
+
+    def get(self, view_id: Any) -> ViewData | None:
+        kept = self._views.get(view_id) if isinstance(view_id, int) else None
+        return None if kept is None else kept[0]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(n for _, n in self._views.values())
+
+    def clear(self) -> None:
+        self._views.clear()

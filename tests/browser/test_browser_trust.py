@@ -73,7 +73,7 @@ w"""
 VIEW_PROBE = """\
 from patchwidget.widget.exports import view_panels
 w.wait(120)
-view = w._views.get(w.result_meta.get("id"))
+view = w._handlers.views.get(w.result_meta.get("id"))
 kernel_probe.show({
     "history": w.history,
     "request": w.result_meta.get("request"),

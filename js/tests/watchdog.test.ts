@@ -1,0 +1,85 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { Store } from "../src/store";
+import { LOST_MESSAGE, PING_WAIT_MS, QUIET_MS } from "../src/watchdog";
+
+/** Just enough of anywidget's model for the store: records what is sent. */
+function fakeModel() {
+  const state: Record<string, unknown> = {
+    _model_key: "k",
+    result_meta: {},
+    circuit_meta: {},
+    circuit: [],
+    prompts: null,
+  };
+  const sent: Record<string, unknown>[] = [];
+  return {
+    sent,
+    get: (k: string) => state[k],
+    set: (k: string, v: unknown) => (state[k] = v),
+    save_changes: () => {},
+    send: (msg: Record<string, unknown>) => sent.push(msg),
+    on: () => {},
+    off: () => {},
+    widget_manager: {} as never,
+  };
+}
+
+describe("kernel watch", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("pings a silent kernel, then says to re-run the cell", () => {
+    const model = fakeModel();
+    const store = new Store(model as never as ConstructorParameters<typeof Store>[0]);
+    store.patchCircuit();
+    expect(store.status).toBe("running");
+    vi.advanceTimersByTime(QUIET_MS - 1);
+    expect(model.sent.map((m) => m.type)).toEqual(["circuit"]);
+    vi.advanceTimersByTime(1);
+    expect(model.sent.map((m) => m.type)).toEqual(["circuit", "ping"]);
+    vi.advanceTimersByTime(PING_WAIT_MS);
+    expect(store.error?.message).toBe(LOST_MESSAGE);
+    expect(store.running).toBeNull();
+    // The kernel was only busy: its next reply clears the message.
+    store.handle({ type: "pong", id: model.sent[1].id }, []);
+    expect(store.error).toBeNull();
+    store.dispose();
+  });
+
+  it("stays quiet while the kernel keeps answering", () => {
+    const model = fakeModel();
+    const store = new Store(model as never as ConstructorParameters<typeof Store>[0]);
+    store.patchCircuit();
+    const id = model.sent[0].id as number;
+    for (let i = 0; i < 5; i++) {
+      vi.advanceTimersByTime(QUIET_MS - 1);
+      store.handle({ type: "started", id, kind: "circuit" }, []);
+    }
+    store.handle({ type: "error", id, kind: "circuit", message: "bad", field: null }, []);
+    vi.advanceTimersByTime(10 * QUIET_MS);
+    expect(model.sent.map((m) => m.type)).toEqual(["circuit"]);
+    expect(store.error?.message).toBe("bad");
+    store.dispose();
+  });
+
+  it("shows a prompt error once, by the editor, with its line breaks", () => {
+    const model = fakeModel();
+    const store = new Store(model as never as ConstructorParameters<typeof Store>[0]);
+    store.setPrompts("a", "b", "x|y");
+    const id = model.sent[0].id as number;
+    store.handle(
+      {
+        type: "error",
+        id,
+        kind: "set_prompts",
+        message: "pair 1: ...\n  clean: 'a'",
+        field: "corrupted",
+      },
+      [],
+    );
+    expect(store.promptError?.message).toContain("\n");
+    expect(store.error).toBeNull();
+    expect(store.status).toBe("error");
+    store.dispose();
+  });
+});
