@@ -2,27 +2,7 @@ import { describe, expect, it } from "vitest";
 import { CONFIRM_FIELD } from "../src/confirm";
 import type { ViewRequest } from "../src/protocol";
 import { Store } from "../src/store";
-
-function fakeModel() {
-  const state: Record<string, unknown> = {
-    _model_key: "k",
-    result_meta: {},
-    circuit_meta: {},
-    circuit: [],
-    prompts: null,
-  };
-  const sent: Record<string, unknown>[] = [];
-  return {
-    sent,
-    get: (k: string) => state[k],
-    set: (k: string, v: unknown) => (state[k] = v),
-    save_changes: () => {},
-    send: (msg: Record<string, unknown>) => sent.push(msg),
-    on: () => {},
-    off: () => {},
-    widget_manager: {} as never,
-  };
-}
+import { fakeModel } from "./fakeModel";
 
 const request: ViewRequest = {
   kind: "sweep",
@@ -38,7 +18,7 @@ const request: ViewRequest = {
 describe("long sweep confirmation", () => {
   it("resends the refused sweep with confirmed: true", () => {
     const model = fakeModel();
-    const store = new Store(model as never as ConstructorParameters<typeof Store>[0]);
+    const store = new Store(model as never);
     store.runView(request, false);
     const first = model.sent[0];
     store.handle(

@@ -1,28 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Store } from "../src/store";
 import { LOST_MESSAGE, PING_WAIT_MS, QUIET_MS } from "../src/watchdog";
-
-/** Just enough of anywidget's model for the store: records what is sent. */
-function fakeModel() {
-  const state: Record<string, unknown> = {
-    _model_key: "k",
-    result_meta: {},
-    circuit_meta: {},
-    circuit: [],
-    prompts: null,
-  };
-  const sent: Record<string, unknown>[] = [];
-  return {
-    sent,
-    get: (k: string) => state[k],
-    set: (k: string, v: unknown) => (state[k] = v),
-    save_changes: () => {},
-    send: (msg: Record<string, unknown>) => sent.push(msg),
-    on: () => {},
-    off: () => {},
-    widget_manager: {} as never,
-  };
-}
+import { fakeModel } from "./fakeModel";
 
 describe("kernel watch", () => {
   beforeEach(() => vi.useFakeTimers());
@@ -30,7 +9,7 @@ describe("kernel watch", () => {
 
   it("pings a silent kernel, then says to re-run the cell", () => {
     const model = fakeModel();
-    const store = new Store(model as never as ConstructorParameters<typeof Store>[0]);
+    const store = new Store(model as never);
     store.patchCircuit();
     expect(store.status).toBe("running");
     vi.advanceTimersByTime(QUIET_MS - 1);
@@ -48,7 +27,7 @@ describe("kernel watch", () => {
 
   it("stays quiet while the kernel keeps answering", () => {
     const model = fakeModel();
-    const store = new Store(model as never as ConstructorParameters<typeof Store>[0]);
+    const store = new Store(model as never);
     store.patchCircuit();
     const id = model.sent[0].id as number;
     for (let i = 0; i < 5; i++) {
@@ -64,7 +43,7 @@ describe("kernel watch", () => {
 
   it("shows a prompt error once, by the editor, with its line breaks", () => {
     const model = fakeModel();
-    const store = new Store(model as never as ConstructorParameters<typeof Store>[0]);
+    const store = new Store(model as never);
     store.setPrompts("a", "b", "x|y");
     const id = model.sent[0].id as number;
     store.handle(
