@@ -1,19 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { CONFIRM_FIELD } from "../src/confirm";
-import type { ViewRequest } from "../src/protocol";
 import { Store } from "../src/store";
 import { fakeModel } from "./fakeModel";
+import { sweepRequest } from "./viewResults";
 
-const request: ViewRequest = {
-  kind: "sweep",
-  site: "neuron",
-  direction: "denoising",
-  layers: null,
-  heads: null,
-  positions: null,
-  neurons: null,
-  label: "neuron",
-};
+const request = sweepRequest({ site: "neuron", label: "neuron" });
 
 describe("long sweep confirmation", () => {
   it("resends the refused sweep with confirmed: true", () => {

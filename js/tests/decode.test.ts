@@ -1,34 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { splitCircuit, splitView, toFloat32 } from "../src/decode";
 import type { CircuitMeta, ViewMeta } from "../src/protocol";
+import { sweepRequest, viewMeta } from "./viewResults";
 
 function meta(shape: number[], directions: ("denoising" | "noising")[], nPairs = 2): ViewMeta {
-  return {
-    id: 1,
-    status: "done",
-    request: {
-      kind: "sweep",
-      site: "resid_pre",
-      direction: "both",
-      layers: null,
-      heads: null,
-      positions: null,
-      neurons: null,
-      label: "",
-    },
-    site: "resid_pre",
-    kind: "sweep",
+  return viewMeta({
+    request: sweepRequest({ direction: "both" }),
     directions,
-    axes: ["layer", "pos"],
     shape,
-    labels: {},
-    coords: {},
-    fixed: {},
     n_pairs: nPairs,
-    done: 0,
-    total: 0,
-    eta_s: null,
-  };
+  });
 }
 
 describe("binary decoding", () => {

@@ -9,36 +9,20 @@ import {
   sweepSize,
 } from "../src/estimate";
 import type { ViewMeta } from "../src/protocol";
+import { sweepRequest, viewMeta } from "./viewResults";
 
 function meta(method: "exact" | "attribution"): ViewMeta {
-  return {
+  return viewMeta({
     id: 3,
     status: "running",
-    request: {
-      kind: "sweep",
-      site: "head",
-      direction: "both",
-      layers: null,
-      heads: null,
-      positions: null,
-      neurons: null,
-      label: "",
-      method,
-    },
+    request: sweepRequest({ site: "head", direction: "both", method }),
     site: "head",
-    kind: "sweep",
     directions: ["denoising", "noising"],
     axes: ["layer", "head"],
     shape: [1, 2],
-    labels: {},
-    coords: {},
-    fixed: {},
-    n_pairs: 1,
-    done: 0,
     total: 4,
-    eta_s: null,
     method,
-  };
+  });
 }
 
 describe("fast estimate", () => {

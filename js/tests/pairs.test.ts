@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import widget from "../src/index";
-import type { PromptState, ViewMeta } from "../src/protocol";
+import type { PromptState } from "../src/protocol";
 import { fakeModel } from "./fakeModel";
+import { logitDiffPanel, resultMessage, viewMeta } from "./viewResults";
 
 const prompts: PromptState = {
   clean: ["a b c", "d e", "f g h i"],
@@ -32,50 +33,23 @@ const prompts: PromptState = {
   corruption: "counterfactual prompts",
 };
 
-/** Two cells (X, END) over three pairs: X's logit diffs 1, 2, 3 (consistent), END's -3, 0, 3. */
+/** Two cells (X, END) over three pairs: X's logit diffs 1, 2, 3 (consistent), END's -3, 0, 3;
+ * clean logit diffs 4, 4, 2, corrupted all 0. */
 function reply(id: number): [Record<string, unknown>, DataView[]] {
+  const meta = viewMeta({
+    id,
+    shape: [1, 2],
+    labels: { layer: ["L0"], pos: ["X", "END"] },
+    coords: { layer: [0], pos: [0, 1] },
+    n_pairs: 3,
+    done: 2,
+    total: 2,
+  });
   const cells = [
     [1, 2, 3],
     [-3, 0, 3],
   ];
-  const meta: ViewMeta = {
-    id,
-    status: "done",
-    request: {
-      kind: "sweep",
-      site: "resid_pre",
-      direction: "denoising",
-      layers: null,
-      heads: null,
-      positions: null,
-      neurons: null,
-      label: "",
-    },
-    site: "resid_pre",
-    kind: "sweep",
-    directions: ["denoising"],
-    axes: ["layer", "pos"],
-    shape: [1, 2],
-    labels: { layer: ["L0"], pos: ["X", "END"] },
-    coords: { layer: [0], pos: [0, 1] },
-    fixed: {},
-    n_pairs: 3,
-    done: 2,
-    total: 2,
-    eta_s: null,
-  };
-  const data = new Float32Array(2 * 3 * 6 + 2 * 3 * 6);
-  cells.forEach((values, c) => {
-    values.forEach((v, p) => {
-      data[(c * 3 + p) * 6] = v;
-    });
-  });
-  const clean = 2 * 3 * 6;
-  // clean logit diffs; corrupted all 0
-  [4, 4, 2].forEach((v, p) => {
-    data[clean + p * 6] = v;
-  });
-  return [{ type: "result", id, meta, status: "done" }, [new DataView(data.buffer)]];
+  return resultMessage(meta, logitDiffPanel(cells, [4, 4, 2]));
 }
 
 const tick = () => new Promise((r) => setTimeout(r, 40));

@@ -8,6 +8,8 @@ import {
   type ViewRequest,
 } from "../src/protocol";
 import { Store } from "../src/store";
+import { fakeModel } from "./fakeModel";
+import { resultMessage, sweepRequest, viewMeta } from "./viewResults";
 
 const l2h1 = { site: "head", layer: 2, head: 1 };
 const l1h3 = { site: "head", layer: 1, head: 3 };
@@ -73,47 +75,29 @@ describe("paths", () => {
   });
 
   it("asks for a head's attention once its drill-down arrives, and keeps the reply", () => {
-    const sent: Record<string, unknown>[] = [];
-    const state: Record<string, unknown> = { result_meta: {}, circuit_meta: {}, circuit: [] };
-    const model = {
-      get: (k: string) => state[k],
-      set: () => {},
-      save_changes: () => {},
-      send: (m: Record<string, unknown>) => sent.push(m),
-    };
+    const model = fakeModel();
+    const sent = model.sent;
     const store = new Store(model as never);
-    const drill: ViewRequest = {
+    const drill = sweepRequest({
       kind: "head_parts",
       site: "head",
-      direction: "denoising",
       layers: [1],
       heads: [3],
-      positions: null,
-      neurons: null,
       label: "L1 H3",
-    };
+    });
     store.runView(drill, false);
     const id = sent[0].id as number;
-    const meta = {
+    const meta = viewMeta({
       id,
-      status: "done",
       request: drill,
       site: "head",
       kind: "head_parts",
-      directions: ["denoising"],
       axes: ["part"],
       shape: [1],
-      labels: {},
-      coords: {},
-      fixed: {},
-      n_pairs: 1,
       done: 1,
       total: 1,
-      eta_s: null,
-    };
-    store.handle({ type: "result", id, meta, status: "done" }, [
-      new DataView(new Float32Array(18).buffer),
-    ]);
+    });
+    store.handle(...resultMessage(meta, new Float32Array(18)));
     expect(sent.at(-1)).toMatchObject({ type: "attention", layer: 1, head: 3 });
     const attMeta = {
       id: 9,

@@ -1,50 +1,35 @@
 import { describe, expect, it, vi } from "vitest";
 import widget from "../src/index";
-import type { ViewMeta, ViewRequest } from "../src/protocol";
+import type { ViewMeta } from "../src/protocol";
 import { Store } from "../src/store";
 import { fakeModel } from "./fakeModel";
+import { logitDiffPanel, resultMessage, sweepRequest, viewMeta } from "./viewResults";
 
-const request: ViewRequest = {
-  kind: "sweep",
-  site: "resid_pre",
-  direction: "denoising",
-  layers: null,
-  heads: null,
-  positions: null,
-  neurons: null,
-  label: "resid_pre",
-};
+const request = sweepRequest({ label: "resid_pre" });
 
+/** A one-pair view of `values` (logit differences; clean baseline 1, corrupted 0). */
 function viewReply(
   id: number,
   values: number[],
-  status = "done",
+  status: ViewMeta["status"] = "done",
 ): [Record<string, unknown>, DataView[]] {
-  const nPairs = 1;
-  const meta: ViewMeta = {
+  const meta = viewMeta({
     id,
-    status: status as ViewMeta["status"],
+    status,
     request,
-    site: "resid_pre",
-    kind: "sweep",
-    directions: ["denoising"],
-    axes: ["layer", "pos"],
     shape: [1, values.length],
     labels: { layer: ["L0"], pos: values.map((_, i) => `${i}`) },
     coords: { layer: [0], pos: values.map((_, i) => i) },
-    fixed: {},
-    n_pairs: nPairs,
     done: values.length,
     total: values.length,
-    eta_s: null,
-  };
-  // logit_diff = value; clean baseline 1, corrupted 0
-  const data = new Float32Array(values.length * 6 + 12);
-  values.forEach((v, i) => {
-    data[i * 6] = v;
   });
-  data[values.length * 6] = 1;
-  return [{ type: "result", id, meta, status }, [new DataView(data.buffer)]];
+  return resultMessage(
+    meta,
+    logitDiffPanel(
+      values.map((v) => [v]),
+      [1],
+    ),
+  );
 }
 
 describe("Store", () => {
@@ -358,9 +343,11 @@ describe("render: scale, legends, pairs and listeners", () => {
       const cleanup = widget.render({ model: model as never, el });
       const both = (id: number): [Record<string, unknown>, DataView[]] => {
         const [reply] = viewReply(id, [0.5, 0.25]);
-        const meta = { ...(reply.meta as ViewMeta), directions: ["denoising", "noising"] };
-        const data = new Float32Array(2 * (2 * 6 + 12));
-        return [{ ...reply, meta }, [new DataView(data.buffer)]];
+        const meta: ViewMeta = {
+          ...(reply.meta as ViewMeta),
+          directions: ["denoising", "noising"],
+        };
+        return resultMessage(meta, new Float32Array(2 * (2 * 6 + 12)));
       };
       const show = async (reply: [Record<string, unknown>, DataView[]]) => {
         model.emit("msg:custom", ...reply);
