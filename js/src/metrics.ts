@@ -64,6 +64,42 @@ export function baselines(
   };
 }
 
+/** One value per cell of `readouts` (`nPairs` readout vectors a cell): `cell` gets the offset of
+ * the cell's first readout. */
+export function mapCells(
+  readouts: ArrayLike<number>,
+  nPairs: number,
+  cell: (offset: number) => number,
+): Float64Array {
+  const stride = nPairs * N_FIELDS;
+  const out = new Float64Array(Math.floor(readouts.length / stride));
+  for (let i = 0; i < out.length; i++) out[i] = cell(i * stride);
+  return out;
+}
+
+/** Normalises the values (`mean`) and standard errors (`spread`) of a view's cells. */
+export interface CellNormalizer {
+  mean(value: number): number;
+  spread(value: number): number;
+}
+
+/** By the mean baselines when `normalized`: a value to (value − corrupted) / (clean − corrupted),
+ * a spread to spread / |clean − corrupted|, both NaN when the baselines nearly coincide;
+ * otherwise unchanged. */
+export function cellNormalizer(
+  metric: Metric,
+  normalized: boolean,
+  clean: ArrayLike<number>,
+  corrupted: ArrayLike<number>,
+  nPairs: number,
+): CellNormalizer {
+  if (!normalized) return { mean: (v) => v, spread: (v) => v };
+  const b = baselines(metric, clean, corrupted, nPairs);
+  const gap = Math.abs(b.clean - b.corrupted);
+  const scale = gap < NORMALIZATION_EPS ? NaN : 1 / gap;
+  return { mean: (v) => normalize(v, b.clean, b.corrupted), spread: (v) => v * scale };
+}
+
 /** The metric for every cell (NaN where a patch has not run yet). */
 export function computeCells(
   metric: Metric,
@@ -73,13 +109,6 @@ export function computeCells(
   corrupted: ArrayLike<number>,
   nPairs: number,
 ): Float64Array {
-  const stride = nPairs * N_FIELDS;
-  const n = Math.floor(readouts.length / stride);
-  const out = new Float64Array(n);
-  const b = baselines(metric, clean, corrupted, nPairs);
-  for (let i = 0; i < n; i++) {
-    const v = meanOverPairs(metric, readouts, i * stride, nPairs);
-    out[i] = normalized ? normalize(v, b.clean, b.corrupted) : v;
-  }
-  return out;
+  const norm = cellNormalizer(metric, normalized, clean, corrupted, nPairs);
+  return mapCells(readouts, nPairs, (o) => norm.mean(meanOverPairs(metric, readouts, o, nPairs)));
 }

@@ -1,6 +1,6 @@
 // How much a cell's effect varies between prompt pairs; mirrors patchwidget/spread.py (stderr)
 // and `values(per_pair=True)` (one pair's values, normalised by that pair's own baselines).
-import { baselines, NORMALIZATION_EPS, normalize, perPair } from "./metrics";
+import { cellNormalizer, mapCells, normalize, perPair } from "./metrics";
 import { type Metric, N_FIELDS } from "./protocol";
 
 /** z of a two-sided 95% normal interval: a cell is "consistent" when mean ± Z95·se excludes 0. */
@@ -36,16 +36,11 @@ export function stderrCells(
   corrupted: ArrayLike<number>,
   nPairs: number,
 ): Float64Array {
-  const stride = nPairs * N_FIELDS;
-  const n = Math.floor(readouts.length / stride);
-  const b = baselines(metric, clean, corrupted, nPairs);
-  const denom = Math.abs(b.clean - b.corrupted);
-  const scale = !normalized ? 1 : denom < NORMALIZATION_EPS ? NaN : 1 / denom;
-  const out = new Float64Array(n);
+  const norm = cellNormalizer(metric, normalized, clean, corrupted, nPairs);
   const minus = normalized ? corrupted : undefined;
-  for (let i = 0; i < n; i++)
-    out[i] = cellStderr(metric, readouts, i * stride, nPairs, minus) * scale;
-  return out;
+  return mapCells(readouts, nPairs, (o) =>
+    norm.spread(cellStderr(metric, readouts, o, nPairs, minus)),
+  );
 }
 
 /** One pair's value in every cell, normalised by that pair's own clean and corrupted values. */
@@ -58,17 +53,13 @@ export function pairCells(
   nPairs: number,
   pair: number,
 ): Float64Array {
-  const stride = nPairs * N_FIELDS;
-  const n = Math.floor(readouts.length / stride);
   const own = pair * N_FIELDS;
   const c = perPair(metric, clean, own);
   const k = perPair(metric, corrupted, own);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = perPair(metric, readouts, i * stride + own);
-    out[i] = normalized ? normalize(v, c, k) : v;
-  }
-  return out;
+  return mapCells(readouts, nPairs, (o) => {
+    const v = perPair(metric, readouts, o + own);
+    return normalized ? normalize(v, c, k) : v;
+  });
 }
 
 /** Whether mean ± Z95·se includes 0 (false when either is unknown). */
