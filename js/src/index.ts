@@ -32,27 +32,22 @@ function storeFor(model: AnyModel<WidgetState>): Store {
 
 function initialize({ model }: { model: AnyModel<WidgetState> }): () => void {
   const store = storeFor(model);
-  const onMessage = (msg: unknown, buffers: Bytes[]) => store.handle(msg, buffers ?? []);
-  const onPrompts = () => store.emit("prompts");
   const onSites = () => store.emit("settings");
-  const onCircuit = () => store.emit("circuit");
   // Settings change from a control here or from Python (`w.site = ...`): views follow either way.
   const settings = (["site", "direction", "metric", "normalized"] as const).map(
-    (key) => [`change:${key}`, () => store.settingChanged(key)] as const,
+    (key): [string, () => void] => [`change:${key}`, () => store.settingChanged(key)],
   );
-  for (const [name, fn] of settings) model.on(name, fn);
-  model.on("msg:custom", onMessage);
-  model.on("change:prompts", onPrompts);
-  model.on("change:sites", onSites);
-  model.on("change:directions", onSites);
-  model.on("change:circuit", onCircuit);
+  const listeners: Parameters<typeof model.on>[] = [
+    ...settings,
+    ["msg:custom", (msg: unknown, buffers: Bytes[]) => store.handle(msg, buffers ?? [])],
+    ["change:prompts", () => store.emit("prompts")],
+    ["change:sites", onSites],
+    ["change:directions", onSites],
+    ["change:circuit", () => store.emit("circuit")],
+  ];
+  for (const [name, fn] of listeners) model.on(name, fn);
   return () => {
-    for (const [name, fn] of settings) model.off(name, fn);
-    model.off("msg:custom", onMessage);
-    model.off("change:prompts", onPrompts);
-    model.off("change:sites", onSites);
-    model.off("change:directions", onSites);
-    model.off("change:circuit", onCircuit);
+    for (const [name, fn] of listeners) model.off(name, fn);
     store.dispose();
     stores.delete(model.get("_model_key"));
   };
