@@ -150,3 +150,26 @@ def test_a_terminal_prints_the_summary_once(shell: Any) -> None:
         "PatchingWidget: demo(), 4 prompt pairs; no sweep yet (the map is drawn by a live kernel)",
     ]
     assert all(not k.get("transient") and not k.get("update") for _, k in published)
+
+
+def test_an_executed_notebook_keeps_the_map_last_shown() -> None:
+    """nbclient (`jupyter nbconvert --execute`) applies the replacements to the saved output."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    sources = [
+        "import patchwidget as pw\n\nw = pw.PatchingWidget.demo(n=4)\nw",
+        # what the front end would send; the map changes in a later cell
+        'w._handle_custom_msg({"type": "sweep", "id": 1, "site": "resid_pre",\n'
+        '                      "direction": "denoising"}, [])\nassert w.wait(120)',
+        'w.metric = "prob"',
+        "print(w._static_data()['text/plain'])",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    NotebookClient(nb, kernel_name="python3", timeout=180).execute()
+    outputs = nb.cells[0].outputs
+    assert [set(o["data"]) for o in outputs] == [{WIDGET_VIEW}, {"text/html", "text/plain"}]
+    kernel_summary = nb.cells[3].outputs[0]["text"].strip()
+    assert "; resid_pre denoising prob (normalised): strongest" in kernel_summary
+    assert outputs[1]["data"]["text/plain"] == kernel_summary
+    assert picture(outputs[1]["data"]) is not None
