@@ -173,4 +173,3 @@ def test_an_executed_notebook_keeps_the_map_last_shown() -> None:
     assert "; resid_pre denoising prob (normalised): strongest" in kernel_summary
     assert outputs[1]["data"]["text/plain"] == kernel_summary
     assert picture(outputs[1]["data"]) is not None
-
