@@ -127,10 +127,19 @@ def test_two_outputs_and_the_picture_follows_the_map(shell: Any) -> None:
     assert "; head denoising logit_diff (normalised): strongest L" in head["data"]["text/plain"]
     assert picture(head["data"]) == map_png([w.result], "logit_diff", True)
 
+    # Back along the drill-down path: the front end shows the kept first map (result_id).
+    first = w.results
+    w.set_state({"result_id": 1})
+    assert w.results[0] is not first[0] and w.result.site == "resid_pre"
+    shell.events.trigger("post_execute")
+    (again,) = pub.sent[6:]
+    assert "; resid_pre denoising logit_diff (normalised)" in again["data"]["text/plain"]
+    assert picture(again["data"]) == map_png([w.result], "logit_diff", True)
+
     w.close()  # a closed widget's output keeps its last picture
     w.metric = "prob"
     shell.events.trigger("post_execute")
-    assert len(pub.sent) == 6
+    assert len(pub.sent) == 7
 
 
 def test_a_terminal_prints_the_summary_once(shell: Any) -> None:

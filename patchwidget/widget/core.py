@@ -84,6 +84,7 @@ class PatchingWidget(anywidget.AnyWidget):
             self.direction = "noising"  # the only direction an ablation supports
         self._handlers = RequestHandlers(self)
         self.on_msg(self._handlers.on_message)
+        self.observe(self._view_shown, names=["result_id"])
 
     @classmethod
     def demo(cls, corruption: str = "flip_s2", **prompt_kwargs: Any) -> PatchingWidget:
@@ -146,6 +147,17 @@ class PatchingWidget(anywidget.AnyWidget):
 
     def _map_changed(self, _change: Any) -> None:
         self.static_output.changed()
+
+    def _view_shown(self, change: Any) -> None:
+        """The front end shows a kept view (back along the drill-down path): its results are
+        the ones on screen."""
+        view = self._handlers.views.get(change["new"])
+        if view is None or not view.results:
+            return
+        results = [r for *_, r in view.results]
+        if [id(r) for r in results] != [id(r) for r in self.results]:
+            self.result, self.results = results[0], results
+            self.static_output.changed()
 
     # ---- state shown in the browser -------------------------------------------------------
 
