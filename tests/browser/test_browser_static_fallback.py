@@ -5,8 +5,8 @@ picture is hidden (the map shows once) and kept current: the saved file holds th
 - an HTML export (plain `jupyter nbconvert --to html`), with or without the widget state, offline;
 - JupyterLab reopening a trusted notebook with widget state, or an untrusted one (downloaded,
   cloned) without it, with no kernel;
-- JupyterLab with a kernel: the live map once; after a metric switch and a new sweep, the file
-  saved from JupyterLab holds the kernel's summary of the new map.
+- JupyterLab with a kernel: the live map once; after a metric switch, a new sweep, a drill-down
+  and the way back, the file saved from JupyterLab holds the kernel's summary of the map shown.
 
 The executed notebook is the one `test_browser_saved_state` makes (a demo sweep with nbclient,
 then the widget displayed; widget state stored).
@@ -196,3 +196,14 @@ def test_live_map_shows_once_and_the_saved_file_holds_the_map_on_screen(
 
     widget.wait_for(lambda: saved_summary() == kernel["summary"], 30, "the new map saved")
     assert picture.count() == 1 and picture.is_hidden()
+
+    # Drill into a cell, then back along the path: the kept map is on screen, and in the file.
+    widget.click_cell(2, len(widget.heatmap_values()[0]) - 1)
+    widget.wait_for(lambda: widget.hook("pw-crumb").count() == 2, 30, "the drill-down")
+    widget.wait_settled()
+    drill = nb.probe_until(1, lambda s: s["summary"] != kernel["summary"], 60)
+    widget.wait_for(lambda: saved_summary() == drill["summary"], 30, "the drill-down saved")
+    widget.hook("pw-crumb").first.click()
+    widget.wait_for(lambda: widget.hook("pw-crumb").count() == 1, 10, "back at the top")
+    widget.wait_for(lambda: saved_summary() == kernel["summary"], 30, "the kept map saved")
+    assert nb.probe(1)["summary"] == kernel["summary"]
