@@ -181,11 +181,6 @@ def test_live_map_shows_once_and_the_saved_file_holds_the_map_on_screen(
     assert page.locator(".jp-OutputArea-child").filter(has=picture).is_hidden()
     page.screenshot(path=str(artifacts / f"static-live-once-{ui}.png"))
 
-    widget.select("pw-metric", "prob")  # a new reading of the same map, then a new sweep
-    widget.select("pw-site", "attn_out")
-    widget.wait_for(lambda: widget.hook("pw-site").input_value() == "attn_out", 10, "attn_out")
-    widget.wait_settled()
-    kernel = nb.probe_until(1, lambda s: "; attn_out denoising prob" in s["summary"], 60)
     file = lab_server.root / nb.nb_path
 
     def saved_summary() -> str:
@@ -194,6 +189,16 @@ def test_live_map_shows_once_and_the_saved_file_holds_the_map_on_screen(
         page.wait_for_timeout(500)
         return picture_output(json.loads(file.read_text()))["text/plain"]
 
+    widget.select("pw-metric", "prob")  # a new reading of the same map: no sweep, no cell runs
+    widget.wait_for(
+        lambda: "; resid_pre denoising prob" in saved_summary(), 30, "the new reading saved"
+    )
+    assert saved_summary() == nb.probe(1)["summary"]
+
+    widget.select("pw-site", "attn_out")  # a new sweep
+    widget.wait_for(lambda: widget.hook("pw-site").input_value() == "attn_out", 10, "attn_out")
+    widget.wait_settled()
+    kernel = nb.probe_until(1, lambda s: "; attn_out denoising prob" in s["summary"], 60)
     widget.wait_for(lambda: saved_summary() == kernel["summary"], 30, "the new map saved")
     assert picture.count() == 1 and picture.is_hidden()
 
