@@ -158,7 +158,7 @@ def draw_panels(
     if axes is None:
         n_rows, n_cols = panels[0].values.shape
         width = min(9.0, 2.6 + 0.42 * n_cols) * len(panels) + 1.2
-        height = min(16.0, 2.0 + 0.32 * n_rows)
+        height = min(16.0, max(3.6, 2.0 + 0.32 * n_rows))  # room for the colour bar label
         fig = Figure(figsize=(min(28.0, width), height), layout="constrained")
         axes = list(fig.subplots(1, len(panels), squeeze=False)[0])
     norm = Normalize(vmin=-limit, vmax=limit, clip=True)
@@ -191,13 +191,15 @@ def draw_panels(
     extend = {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
         (beyond_low, beyond_high), "both"
     )
+    # Short lines: a map of a few layers is a short figure, and the label runs along its height.
     if normalized:
-        label = f"{metric}, normalised (±1 = the whole clean-corrupted gap)"
+        label = f"{metric}, normalised\n(±1 = the whole clean-corrupted gap)"
     else:
-        label = f"{metric} (symmetric scale shared by all panels)"
+        label = f"{metric}\n(symmetric scale shared by all panels)"
     if beyond_low or beyond_high:
-        label += "; circled: beyond the scale"
-    fig.colorbar(image, ax=list(axes), label=label, shrink=0.8, extend=extend)
+        label += "\ncircled: beyond the scale"
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.8, extend=extend)
+    bar.set_label(label, fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return fig

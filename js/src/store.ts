@@ -321,6 +321,8 @@ export class Store {
     if (crumb.view) {
       this.crumbs = this.crumbs.slice(0, index + 1);
       this.activeViewId = crumb.view.meta.id;
+      this.model.set("result_id", crumb.view.meta.id); // the kernel's picture follows the screen
+      this.model.save_changes();
       this.emit("view");
       return;
     }

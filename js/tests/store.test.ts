@@ -82,6 +82,20 @@ describe("Store", () => {
     expect(model.sent.at(-1)?.type).toBe("cancel"); // the unfinished drill-down is cancelled
   });
 
+  it("tells the kernel which kept view is on screen after going back", () => {
+    const model = fakeModel();
+    const store = new Store(model as never);
+    store.runView(request, false);
+    const first = model.sent[0].id as number;
+    store.handle(...viewReply(first, [1, 2]));
+    store.runView({ ...request, site: "head_by_pos", label: "L0 → heads" }, true);
+    const second = model.sent.at(-1)?.id as number;
+    store.handle(...viewReply(second, [3, 4]));
+    expect(model.get("result_id")).toBe(second);
+    store.goTo(0);
+    expect(model.get("result_id")).toBe(first);
+  });
+
   it("restores the saved result from traitlets", () => {
     const [reply, buffers] = viewReply(7, [0.5]);
     const model = fakeModel({ result_meta: reply.meta as ViewMeta, result_bytes: buffers[0] });

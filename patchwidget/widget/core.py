@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from .modelline import model_line
 from .names import caller_name
 from .names import model_expr as loadable_model_expr
 from .snapshot import StaticView
+from .static_output import StaticOutput
 
 if TYPE_CHECKING:
     from ..experiment import Experiment
@@ -75,11 +77,14 @@ class PatchingWidget(anywidget.AnyWidget):
         self.model_expr = model_expr or loadable_model_expr(experiment)
         self.named_experiment = (experiment, experiment_name)
         self._static = StaticView()
+        self.static_output = StaticOutput(self._static_data, f"patchwidget-{self._model_key}")
+        self.observe(self._map_changed, names=["result_meta", "metric", "normalized"])
         self.describe_experiment()
         if self.directions["denoising"]:
             self.direction = "noising"  # the only direction an ablation supports
         self._handlers = RequestHandlers(self)
         self.on_msg(self._handlers.on_message)
+        self.observe(self._view_shown, names=["result_id"])
 
     @classmethod
     def demo(cls, corruption: str = "flip_s2", **prompt_kwargs: Any) -> PatchingWidget:
@@ -105,19 +110,54 @@ class PatchingWidget(anywidget.AnyWidget):
         handlers = getattr(self, "_handlers", None)
         if handlers is not None:
             handlers.close()
+        if hasattr(self, "static_output"):
+            self.static_output.close()
         super().close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The widget view, plus a PNG of the current map and a one-line summary for viewers
-        without a widget front end (GitHub, nbviewer, HTML exports, plain IPython)."""
+        without a widget front end (used where IPython's display is not, e.g. by other tools)."""
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:
             return None
         data, metadata = bundle
-        static = self._static.bundle(
-            self.model_expr, len(self.prompts["clean"]), self.results, self.metric, self.normalized
+        return {**data, **self._static_data()}, metadata
+
+    def _ipython_display_(self) -> None:
+        """Two outputs: the live view, then the picture of its map, replaced as the map changes
+        (see ``static_output``); where the widget renders, its CSS hides the picture."""
+        from IPython.display import display
+
+        bundle = super()._repr_mimebundle_()
+        if bundle is None or "google.colab" in sys.modules:  # Colab: each output in an iframe
+            display(self._repr_mimebundle_() or {"text/plain": repr(self)}, raw=True)
+            return
+        data, metadata = bundle
+        view = {k: v for k, v in data.items() if k != "text/plain"}  # the summary comes below
+        display(view, metadata=metadata, raw=True)
+        self.static_output.display()
+
+    def _static_data(self) -> dict[str, str]:
+        """``{"text/plain": summary, "image/png": base64}`` of the map shown (no image before
+        the first sweep)."""
+        n_pairs = len(self.prompts["clean"])
+        return self._static.bundle(
+            self.model_expr, n_pairs, self.results, self.metric, self.normalized
         )
-        return {**data, **static}, metadata
+
+    def _map_changed(self, _change: Any) -> None:
+        self.static_output.changed()
+
+    def _view_shown(self, change: Any) -> None:
+        """The front end shows a kept view (back along the drill-down path): its results are
+        the ones on screen."""
+        view = self._handlers.views.get(change["new"])
+        if view is None or not view.results:
+            return
+        results = [r for *_, r in view.results]
+        if [id(r) for r in results] != [id(r) for r in self.results]:
+            self.result, self.results = results[0], results
+            self.static_output.changed()
 
     # ---- state shown in the browser -------------------------------------------------------
 

@@ -217,6 +217,7 @@ class RequestHandlers:
         finally:
             if not self.jobs.has_pending():
                 self.widget.status = "idle"
+                self.widget.static_output.flush()  # the new map, before `wait()` returns
 
     def _superseded(self, job: Job, entry: Entry) -> None:
         entry.update(status="superseded")

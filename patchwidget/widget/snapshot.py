@@ -1,18 +1,20 @@
 """The widget's map as a static picture and a one-line summary, for where no widget front end runs.
 
-Notebook viewers without widget support (GitHub, nbviewer, an HTML export without the widget
-state, plain IPython, an untrusted notebook in JupyterLab) show the best other entry of an
-output's mime bundle; these are the ``image/png`` and ``text/plain`` entries of the widget's.
+Shown by the picture output that follows the widget's view (``static_output``), and part of the
+widget's own mime bundle where something renders that bundle without IPython's display.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 DPI = 80  # small enough to keep saved notebooks light, large enough to read the labels
+# Pictures are drawn by the main thread, the job thread and debounce timers: one at a time.
+_DRAWING = threading.Lock()
 
 
 def summary_line(
@@ -61,8 +63,9 @@ class StaticView:
         if not results:
             return data
         key = (*(id(r) for r in results), metric, norm)
-        if key != self._key or not self._png:
-            self._png = base64.b64encode(map_png(results, metric, norm)).decode("ascii")
-            self._key, self._results = key, list(results)
-        data["image/png"] = self._png
+        with _DRAWING:
+            if key != self._key or not self._png:
+                self._png = base64.b64encode(map_png(results, metric, norm)).decode("ascii")
+                self._key, self._results = key, list(results)
+            data["image/png"] = self._png
         return data

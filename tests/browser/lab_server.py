@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from .server_process import answers, start_server, stop_group
 
 # Settings that keep JupyterLab from reaching the network or showing its news toast.
 _NOTIFICATION_SETTINGS = {"fetchNews": "false", "checkForUpdates": False}
@@ -23,12 +22,6 @@ _OFFLINE_ARGS = [
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     "--LabApp.extension_manager=readonly",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LabServer:
@@ -70,37 +63,23 @@ class LabServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        for _attempt in range(3):  # a free port can be taken between probing and binding
-            self.port = _free_port()
-            if self._launch():
-                return
-        raise RuntimeError(f"JupyterLab did not start; see {self.log_path}")
+        def command(port: int) -> list[str]:
+            return [
+                sys.executable, "-m", "jupyter", "lab", "--no-browser",
+                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
+                f"--ServerApp.root_dir={self.root}", "--ServerApp.allow_root=True",
+                *_OFFLINE_ARGS,
+            ]  # fmt: skip
 
-    def _launch(self) -> bool:
-        cmd = [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-            "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.root}", "--ServerApp.allow_root=True",
-            *_OFFLINE_ARGS,
-        ]  # fmt: skip
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            cmd, cwd=self.root, env=self._env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+        def ready(port: int) -> bool:
+            url = f"http://127.0.0.1:{port}/api/status"
+            return answers(url, {"Authorization": f"token {self.token}"})
+
+        self._proc, self.port = start_server(
+            command, ready, name="JupyterLab", cwd=self.root, env=self._env,
+            log_path=self.log_path, timeout=self._start_timeout,
         )  # fmt: skip
-        log.close()
-        deadline = time.monotonic() + self._start_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                return False
-            try:
-                self.api("GET", "/api/status")
-                return True
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"JupyterLab did not answer in {self._start_timeout:.0f} s")
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
         """Call the REST API; returns the decoded JSON (None for an empty body)."""
@@ -126,14 +105,7 @@ class LabServer:
                 proc.wait(timeout=15)
             except (OSError, urllib.error.URLError, subprocess.TimeoutExpired):
                 pass
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-            time.sleep(0.2)
+        stop_group(proc)
         self._kill_leftover_kernels()
 
     def _kill_leftover_kernels(self) -> None:

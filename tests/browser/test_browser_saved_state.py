@@ -120,6 +120,8 @@ def test_saved_notebook_shows_its_last_heatmap(saved, lab_server, page, sessions
     key = state["metric"] + ("_norm" if state["normalized"] else "")
     assert_values_match(shown, kernel["values"][key])
     assert [nb.prompt(i) for i in (0, 1)] == ["[1]:", "[2]:"], "a cell ran again"
+    picture = page.locator(".pw-static-map img")  # the saved picture output: hidden, map once
+    assert picture.count() == 1 and picture.is_hidden()
 
     # Saving it again keeps the state (with "Save Widget State Automatically" off, the default;
     # on, the manager writes only live models and drops it: jupyter-widgets/ipywidgets#3888).
