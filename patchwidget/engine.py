@@ -43,12 +43,16 @@ class Engine:
         save: frozenset[Key] = frozenset(),
         skip: Sequence[Any] = (),
         save_blocks: bool = False,
+        cache: Any = None,
     ) -> tuple[torch.Tensor, dict[Key, Any]]:
         """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
 
         ``skip[k]`` replaces block ``k``'s output without running it (rows' base-run outputs, for
         layers before the first patch). ``save_blocks`` also returns every block's raw output
-        under the key ``("block_raw", layer)``.
+        under the key ``("block_raw", layer)``. ``cache`` is a transformers key/value cache the
+        model reads and fills: an empty one collects every layer's keys and values; one holding
+        the first positions makes ``ids`` (and ``noise``, ``plan``, ``skip``) the positions after
+        them.
         """
         hooks = self.hooks
         masks = plan.masks if plan else {}
@@ -62,6 +66,11 @@ class Engine:
         options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
         if self.remote:
             options["remote"] = True
+        if cache is not None:
+            # The mask covers the cached positions too (nnsight would make one for ``ids`` only).
+            width = cache.get_seq_length() + ids.shape[1]
+            options["cache"] = cache
+            options["attention_mask"] = torch.ones(ids.shape[0], width, dtype=torch.long)
         with torch.no_grad(), hooks.model.trace(ids.to(self.device), **options):
             if noise is not None:
                 embed = hooks.embed()
@@ -115,8 +124,10 @@ class Engine:
         pair_of_row: np.ndarray,
         source_values: Mapping[Key, torch.Tensor],
         length: int,
+        start: int = 0,
     ) -> Plan:
-        """Masks and gathered sources for rows = patch sets repeated over their pairs.
+        """Masks and gathered sources for rows = patch sets repeated over their pairs, over
+        positions ``start .. length - 1`` (no patch may touch an earlier position).
 
         ``pair_of_row`` has ``len(patch_sets) * n_pairs`` entries; row ``i * n_pairs + p`` is
         patch set ``i`` on pair ``p``.
@@ -130,13 +141,13 @@ class Engine:
                 key = (t.point, t.layer)
                 if key not in masks:
                     units = self.hooks.n_units(t.point)
-                    masks[key] = np.zeros((n_rows, length, units), dtype=bool)
-                pos = slice(None) if t.positions is None else list(t.positions)
+                    masks[key] = np.zeros((n_rows, length - start, units), dtype=bool)
+                pos = slice(None) if t.positions is None else [p - start for p in t.positions]
                 masks[key][rows, pos, t.unit] = True
         rows_t = torch.as_tensor(pair_of_row, device=self.device)
         return Plan(
             masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},
-            sources={k: source_values[k].to(self.device)[rows_t] for k in masks},
+            sources={k: source_values[k][:, start:].to(self.device)[rows_t] for k in masks},
         )
 
 

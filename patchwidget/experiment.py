@@ -29,7 +29,7 @@ from .engine import Engine, Key, rows_per_batch
 from .hookpoints import RESID_MID, HookPoints, Target
 from .models import load_model, model_device
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
-from .readouts import READOUT_FIELDS, compute_readouts
+from .readouts import READOUT_FIELDS, Baseline, compute_readouts
 from .result import PatchResult
 
 DIRECTIONS = ("denoising", "noising")
@@ -375,15 +375,19 @@ class Experiment:
                     f"the {name} run's logits contain NaN or inf before any patching: check the "
                     "model's weights and dtype (float16 can overflow; try dtype='float32')"
                 )
-        self._clean_lp = torch.log_softmax(clean_logits.float(), -1)
-        self._corrupted_lp = torch.log_softmax(corrupted_logits.float(), -1)
+        self._clean_base = Baseline.of(clean_logits)
+        self._corrupted_base = Baseline.of(corrupted_logits)
         self.clean_readouts = self._readouts(clean_logits, np.arange(self.n_pairs))
         self.corrupted_readouts = self._readouts(corrupted_logits, np.arange(self.n_pairs))
 
     def _readouts(self, logits: torch.Tensor, pairs: np.ndarray) -> np.ndarray:
         p = torch.as_tensor(pairs, device=logits.device)
         r = compute_readouts(
-            logits, self._correct[p], self._incorrect[p], self._clean_lp[p], self._corrupted_lp[p]
+            logits,
+            self._correct[p],
+            self._incorrect[p],
+            self._clean_base.rows(p),
+            self._corrupted_base.rows(p),
         )
         return r.cpu().numpy().astype(np.float32)
 

@@ -1,0 +1,85 @@
+"""What a forward pass costs on this model and device: timed on a CPU, reasoned on a GPU.
+
+Costs are in token-layers (one position of one row through one layer), so they compare directly
+with the work :func:`~patchwidget.batching.group_batches` counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from .architectures import ModelDims
+from .batching import BatchCost
+
+# Timing a pass of (rows, first layer, first position) with no patches, in seconds.
+Timer = Callable[[int, int, int], float]
+
+# CPU: rows x positions per pass beyond which a pass gets no cheaper per token (one thread,
+# measured on GPT-2-small and the demo model; see benchmarks/README.md).
+CPU_BEST_TOKENS = 1024
+# GPU: a pass is bound by kernel launches and syncs until it is large. On an H100 one GPT-2-small
+# row cost ~7 ms and a token-layer ~0.5 us (notes/performance.md): a pass's fixed cost is worth
+# ~16k token-layers at d_model 768, fewer on wider models (a token-layer's work grows as d^2).
+GPU_OVERHEAD_AT_768 = 16384.0
+CALIBRATION_TOKEN_LAYERS = 2048  # work of the timed full pass
+
+
+def token_layer_macs(dims: ModelDims, length: int) -> int:
+    """Multiply-adds of one position through one layer (projections, MLP, attention)."""
+    q = dims.n_heads * dims.d_head
+    kv = dims.n_kv_heads * dims.d_head
+    return dims.d_model * (2 * q + 2 * kv) + 2 * dims.d_model * dims.d_mlp + 2 * length * q
+
+
+def answer_logits_cost(dims: ModelDims, length: int) -> float:
+    """One row's answer-position logits, in token-layers."""
+    return dims.vocab_size * dims.d_model / token_layer_macs(dims, length)
+
+
+def batch_cost(
+    dims: ModelDims, length: int, device: torch.device, max_tokens: int, timer: Timer
+) -> BatchCost:
+    """The cost model of passes on ``device``, at most ``max_tokens`` rows x positions each
+    (a memory bound). On a CPU the fixed cost per pass is timed: a minimal pass (one row, last
+    layer, last position) against a full one; fastest of two tries each."""
+    per_row = answer_logits_cost(dims, length)
+    if device.type != "cpu":
+        overhead = GPU_OVERHEAD_AT_768 * (768 / dims.d_model) ** 2
+        return BatchCost(overhead, per_row, max_tokens)
+    rows = max(1, min(max_tokens // length, CALIBRATION_TOKEN_LAYERS // (length * dims.n_layers)))
+    small = min(timer(1, dims.n_layers - 1, length - 1) for _ in range(2))
+    full = min(timer(rows, 0, 0) for _ in range(2))
+    small_work, full_work = 1 + per_row, rows * (dims.n_layers * length + per_row)
+    per_token_layer = max(full - small, 1e-9) / (full_work - small_work)
+    overhead = max(0.0, small / per_token_layer - small_work)
+    return BatchCost(overhead, per_row, min(max_tokens, CPU_BEST_TOKENS))
+
+
+def memory_tokens(
+    dims: ModelDims, length: int, device: torch.device, dtype: torch.dtype, budget: int | None
+) -> int:
+    """Rows x positions of one pass that fit a memory budget (bytes; default: half the free GPU
+    memory, or 512 MiB on a CPU)."""
+    elem = torch.finfo(dtype).bits // 8
+    per_token = elem * (10 * dims.d_model + 3 * dims.d_mlp + 4 * dims.n_heads * length)
+    per_token += 16 * dims.vocab_size // length  # each row's logits and readouts
+    if budget is None:
+        if device.type == "cuda":
+            budget = torch.cuda.mem_get_info(device)[0] // 2
+        else:
+            budget = 512 * 2**20
+    return max(length, budget // per_token)
+
+
+def timed(run: Callable[[], object], device: torch.device) -> float:
+    """Seconds ``run`` takes, synchronised on a GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    begin = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - begin
