@@ -1,7 +1,6 @@
 """patchwidget: activation patching, live, inside a Jupyter notebook."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .architectures import Architecture, register_architecture
 from .circuit import CircuitResult
 from .components import SITES, Component

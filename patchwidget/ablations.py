@@ -7,10 +7,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .corruptions import ResampleAblation
+from .hookpoints import Key
 
-Key = tuple[str, int]
-Capture = Callable[[torch.Tensor, frozenset[Key]], dict[Key, torch.Tensor]]
+# capture(ids, keys, noise): the unit views of the ``keys`` hook points on one run.
+Capture = Callable[[torch.Tensor, frozenset[Key], "torch.Tensor | None"], dict[Key, torch.Tensor]]
 
 
 def mean_values(
@@ -22,7 +22,7 @@ def mean_values(
 ) -> dict[Key, torch.Tensor]:
     """Mean over reference prompts, per position when they all have ``length`` tokens."""
     if all(len(r) == length for r in ref_ids):
-        captured = capture(torch.tensor(ref_ids), keys)
+        captured = capture(torch.tensor(ref_ids), keys, None)
         return {
             k: v.mean(0, keepdim=True).expand(n_pairs, *v.shape[1:]) for k, v in captured.items()
         }
@@ -34,7 +34,7 @@ def mean_values(
     sums: dict[Key, torch.Tensor] = {}
     count = 0
     for ids in ref_ids:
-        for k, v in capture(torch.tensor([ids]), keys).items():
+        for k, v in capture(torch.tensor([ids]), keys, None).items():
             sums[k] = sums.get(k, 0) + v.sum(dim=(0, 1), keepdim=True)
         count += len(ids)
     return {k: (v / count).expand(n_pairs, length, *v.shape[2:]) for k, v in sums.items()}
@@ -42,7 +42,8 @@ def mean_values(
 
 def resample_values(
     capture: Capture,
-    corruption: ResampleAblation,
+    seed: int,
+    given_reference: bool,
     ref_ids: list[tuple[int, ...]],
     keys: frozenset[Key],
     n_pairs: int,
@@ -55,8 +56,8 @@ def resample_values(
             f"resample ablation needs reference prompts of {length} tokens; "
             f"reference prompts {bad} have other lengths"
         )
-    rng = np.random.default_rng(corruption.seed)
-    if corruption.reference is None:
+    rng = np.random.default_rng(seed)
+    if not given_reference:
         if n_pairs < 2:
             raise ValueError(
                 "ResampleAblation without reference= resamples from the other clean prompts, "
@@ -65,5 +66,5 @@ def resample_values(
         index = (np.arange(n_pairs) + rng.integers(1, n_pairs)) % n_pairs
     else:
         index = rng.integers(0, len(ref_ids), size=n_pairs)
-    captured = capture(torch.tensor(ref_ids), keys)
+    captured = capture(torch.tensor(ref_ids), keys, None)
     return {k: v[torch.as_tensor(index)] for k, v in captured.items()}

@@ -10,6 +10,7 @@ from typing import Any
 from .architectures import ModelDims
 from .components import Component
 from .result import PatchResult
+from .sites import n_heads_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,8 +55,7 @@ def complement_of(components: Sequence[Component], dims: ModelDims, length: int)
     chosen = set(components)
     universe: dict[Component, None] = {}
     for c in components:
-        n_heads = dims.n_kv_heads if c.site in ("head_k", "head_v") else dims.n_heads
-        heads = range(n_heads) if c.head is not None else [None]
+        heads = range(n_heads_of(c.site, dims)) if c.head is not None else [None]
         neurons = range(dims.d_mlp) if c.neuron is not None else [None]
         positions = range(length) if c.pos is not None else [None]
         for layer, head, neuron, pos in itertools.product(

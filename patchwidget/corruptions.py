@@ -1,17 +1,99 @@
-"""Corruptions other than counterfactual prompts.
+"""Corruptions: what the corrupted run is, and which values a patch writes into the clean run.
 
-Gaussian noise defines a corrupted *run* (so both directions apply). Zero, mean and resample
-ablation only define the value patched into the clean run, so they support noising only.
+Each corruption is a small strategy object: ``directions`` it allows, its ``corrupted_run``
+(the base run of denoising), and its ``noising_sources`` (the values patched into the clean run).
+Counterfactual prompts (preferred) and Gaussian noise define a corrupted *run*, so both
+directions apply. Zero, mean and resample ablation only define the value patched into the clean
+run, so they support noising only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from .ablations import Capture, Key, mean_values, resample_values
+from .sites import indices
+
+DIRECTIONS = ("denoising", "noising")
 
 
 @dataclass(frozen=True)
-class GaussianNoise:
+class RunInput:
+    """The input of one forward pass: token ids (pairs, pos) and noise added to the embeddings."""
+
+    ids: torch.Tensor
+    noise: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a corruption builds on: the experiment's token ids, noise and reference prompts."""
+
+    clean_ids: torch.Tensor
+    corrupted_ids: torch.Tensor | None
+    noise: torch.Tensor | None
+    clean_prompts: tuple[str, ...]
+    tokenize: Callable[[list[str]], list[tuple[int, ...]]]
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.clean_ids.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.clean_ids.shape[1])
+
+
+class _Strategy:
+    """Defaults shared by every corruption: a corrupted run, patched in both directions."""
+
+    directions: ClassVar[tuple[str, ...]] = DIRECTIONS
+
+    def make_noise(
+        self, n_pairs: int, length: int, d_model: int, embed_std: Callable[[], float]
+    ) -> torch.Tensor | None:
+        """Noise (pairs, pos, d_model) added to the token embeddings of the corrupted run."""
+        return None
+
+    def changed_positions(self, inputs: Inputs) -> list[int]:
+        """Positions where the corrupted input differs from the clean one."""
+        return []
+
+    def corrupted_run(self, inputs: Inputs) -> RunInput | None:
+        """The corrupted run, or None where the corruption only defines patched-in values (then
+        the corrupted baseline is the clean run with those values patched into the embeddings)."""
+        return None
+
+    def noising_sources(
+        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
+    ) -> dict[Key, torch.Tensor]:
+        """The values (pairs, pos, unit, width) that noising patches into the clean run."""
+        run = self.corrupted_run(inputs)
+        assert run is not None, "a corruption without a corrupted run defines noising_sources"
+        return capture(run.ids, keys, run.noise)
+
+
+@dataclass(frozen=True)
+class CounterfactualPrompts(_Strategy):
+    """The corrupted prompts given to the experiment (``corruption=None``)."""
+
+    def changed_positions(self, inputs: Inputs) -> list[int]:
+        if inputs.corrupted_ids is None:
+            return []
+        changed = (inputs.clean_ids != inputs.corrupted_ids).any(0)
+        return torch.nonzero(changed).flatten().tolist()
+
+    def corrupted_run(self, inputs: Inputs) -> RunInput | None:
+        assert inputs.corrupted_ids is not None, "counterfactual prompts need corrupted ids"
+        return RunInput(inputs.corrupted_ids)
+
+
+@dataclass(frozen=True)
+class GaussianNoise(_Strategy):
     """Noise added to the token embeddings at ``positions`` (all when None), as in causal tracing.
 
     ``std=None`` uses 3x the standard deviation of the token-embedding matrix. Noise pushes the
@@ -28,14 +110,50 @@ class GaussianNoise:
         if self.std is not None and not self.std > 0:
             raise ValueError(f"GaussianNoise std must be positive, got {self.std}")
 
+    def make_noise(
+        self, n_pairs: int, length: int, d_model: int, embed_std: Callable[[], float]
+    ) -> torch.Tensor | None:
+        std = self.std if self.std is not None else 3 * embed_std()
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.randn(n_pairs, length, d_model, generator=gen) * std
+        if self.positions is not None:
+            keep = torch.zeros(length, dtype=torch.bool)
+            keep[list(indices(self.positions, length, "noise position"))] = True
+            noise[:, ~keep] = 0
+        return noise
+
+    def changed_positions(self, inputs: Inputs) -> list[int]:
+        return list(self.positions or range(inputs.length))
+
+    def corrupted_run(self, inputs: Inputs) -> RunInput | None:
+        return RunInput(inputs.clean_ids, inputs.noise)
+
+
+class _Ablation(_Strategy):
+    directions: ClassVar[tuple[str, ...]] = ("noising",)
+
+    def noising_sources(
+        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
+    ) -> dict[Key, torch.Tensor]:
+        raise NotImplementedError
+
+    def reference_ids(self, inputs: Inputs, reference: tuple[str, ...] | None) -> list:
+        return inputs.tokenize(list(reference) if reference else list(inputs.clean_prompts))
+
 
 @dataclass(frozen=True)
-class ZeroAblation:
+class ZeroAblation(_Ablation):
     """Patch in zeros (noising only)."""
 
+    def noising_sources(
+        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
+    ) -> dict[Key, torch.Tensor]:
+        captured = capture(inputs.clean_ids, keys, None)
+        return {k: torch.zeros_like(v) for k, v in captured.items()}
+
 
 @dataclass(frozen=True)
-class MeanAblation:
+class MeanAblation(_Ablation):
     """Patch in the mean activation over ``reference`` prompts (noising only).
 
     The mean is taken per position when every reference prompt has the experiment's token
@@ -48,9 +166,15 @@ class MeanAblation:
         if self.reference is not None:
             object.__setattr__(self, "reference", _prompts(self.reference))
 
+    def noising_sources(
+        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
+    ) -> dict[Key, torch.Tensor]:
+        ref_ids = self.reference_ids(inputs, self.reference)
+        return mean_values(capture, ref_ids, keys, inputs.n_pairs, inputs.length)
+
 
 @dataclass(frozen=True)
-class ResampleAblation:
+class ResampleAblation(_Ablation):
     """Patch in the activation of a randomly chosen ``reference`` prompt (noising only).
 
     Reference prompts must have the experiment's token length. ``reference=None`` resamples from
@@ -64,9 +188,29 @@ class ResampleAblation:
         if self.reference is not None:
             object.__setattr__(self, "reference", _prompts(self.reference))
 
+    def noising_sources(
+        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
+    ) -> dict[Key, torch.Tensor]:
+        ref_ids = self.reference_ids(inputs, self.reference)
+        return resample_values(
+            capture,
+            self.seed,
+            self.reference is not None,
+            ref_ids,
+            keys,
+            inputs.n_pairs,
+            inputs.length,
+        )
+
 
 Ablation = ZeroAblation | MeanAblation | ResampleAblation
 Corruption = GaussianNoise | Ablation
+Strategy = CounterfactualPrompts | Corruption
+
+
+def strategy_for(corruption: Corruption | None) -> Strategy:
+    """The strategy of an experiment's corruption (None: its counterfactual prompts)."""
+    return CounterfactualPrompts() if corruption is None else corruption
 
 
 def _prompts(reference: Sequence[str] | str) -> tuple[str, ...]:

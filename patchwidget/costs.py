@@ -24,6 +24,7 @@ CPU_BEST_TOKENS = 1024
 # row cost ~7 ms and a token-layer ~0.5 us (notes/performance.md): a pass's fixed cost is worth
 # ~16k token-layers at d_model 768, fewer on wider models (a token-layer's work grows as d^2).
 GPU_OVERHEAD_AT_768 = 16384.0
+REMOTE_OVERHEAD = 1e9
 CALIBRATION_TOKEN_LAYERS = 2048  # work of the timed full pass
 
 
@@ -40,12 +41,20 @@ def answer_logits_cost(dims: ModelDims, length: int) -> float:
 
 
 def batch_cost(
-    dims: ModelDims, length: int, device: torch.device, max_tokens: int, timer: Timer
+    dims: ModelDims,
+    length: int,
+    device: torch.device,
+    max_tokens: int,
+    timer: Timer,
+    remote: bool = False,
 ) -> BatchCost:
     """The cost model of passes on ``device``, at most ``max_tokens`` rows x positions each
-    (a memory bound). On a CPU the fixed cost per pass is timed: a minimal pass (one row, last
-    layer, last position) against a full one; fastest of two tries each."""
+    (a memory bound). On a local CPU the fixed cost per pass is timed: a minimal pass (one row,
+    last layer, last position) against a full one; fastest of two tries each."""
     per_row = answer_logits_cost(dims, length)
+    if remote:
+        # Every pass is a round trip to a server: as few passes as memory allows.
+        return BatchCost(REMOTE_OVERHEAD, per_row, max_tokens)
     if device.type != "cpu":
         overhead = GPU_OVERHEAD_AT_768 * (768 / dims.d_model) ** 2
         return BatchCost(overhead, per_row, max_tokens)
@@ -66,11 +75,9 @@ def memory_tokens(
     elem = torch.finfo(dtype).bits // 8
     per_token = elem * (10 * dims.d_model + 3 * dims.d_mlp + 4 * dims.n_heads * length)
     per_token += 16 * dims.vocab_size // length  # each row's logits and readouts
-    if budget is None:
-        if device.type == "cuda":
-            budget = torch.cuda.mem_get_info(device)[0] // 2
-        else:
-            budget = 512 * 2**20
+    if budget is None and device.type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] // 2
+    budget = budget or 512 * 2**20
     return max(length, budget // per_token)
 
 

@@ -6,6 +6,7 @@ Row ``r`` of a batch carries one patch set; a boolean mask per hook point says w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,9 @@ import nnsight
 import numpy as np
 import torch
 
-from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Target
+from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Key, Target
 
-Key = tuple[str, int]  # (hook point, layer)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,13 @@ class Engine:
             width = cache.get_seq_length() + ids.shape[1]
             options["cache"] = cache
             options["attention_mask"] = torch.ones(ids.shape[0], width, dtype=torch.long)
+        log.debug(
+            "forward: %d rows, %d patched and %d saved hook points, %d layers skipped",
+            len(ids),
+            len(masks),
+            len(save),
+            len(skip),
+        )
         with torch.no_grad(), hooks.model.trace(ids.to(self.device), **options):
             if noise is not None:
                 embed = hooks.embed()
@@ -98,6 +106,7 @@ class Engine:
                     if point == "block_in":
                         x_in = units
                     if point == "attn_contrib" and needs_mid:
+                        assert x_in is not None, "block_in is read before attn_contrib"
                         mid = x_in + units
                         if mid_key in masks:
                             mid = torch.where(masks[mid_key], sources[mid_key].to(mid.dtype), mid)
@@ -149,18 +158,3 @@ class Engine:
             masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},
             sources={k: source_values[k][:, start:].to(self.device)[rows_t] for k in masks},
         )
-
-
-def rows_per_batch(
-    dims: Any, length: int, device: torch.device, dtype: torch.dtype, budget: int | None
-) -> int:
-    """How many rows fit one forward pass within a memory budget (bytes)."""
-    elem = torch.finfo(dtype).bits // 8
-    activations = elem * length * (10 * dims.d_model + 3 * dims.d_mlp + 4 * dims.n_heads * length)
-    per_row = activations + 16 * dims.vocab_size
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        cap, budget = 512, budget or free // 2
-    else:
-        cap, budget = 64, budget or 512 * 2**20
-    return int(max(1, min(cap, budget // per_row)))

@@ -1,46 +1,43 @@
 """Experiment: prompts, answers and a corruption on a model; exploratory sweeps and
-confirmatory patches in both directions."""
+confirmatory patches in both directions.
+
+``Experiment`` is the public API and holds its caches (baselines, source activations, block
+outputs); corruptions live in ``corruptions.py``, the site → hook-point mapping in ``sites.py``
+and the run loop in ``runner.py``.
+"""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import __version__
-from .ablations import mean_values, resample_values
+from ._version import __version__
 from .architectures import architecture_for, dims_of
-from .batching import batches, first_layer, rows_of
+from .batching import BatchCost
 from .circuit import CircuitResult, complement_of
-from .components import HEAD_PART_SITES, SITES, Component
-from .corruptions import (
-    Corruption,
-    GaussianNoise,
-    MeanAblation,
-    ResampleAblation,
-    ZeroAblation,
-)
-from .engine import Engine, Key, rows_per_batch
-from .hookpoints import RESID_MID, HookPoints, Target
+from .components import SITES, Component
+from .corruptions import DIRECTIONS, Corruption, Inputs, RunInput, strategy_for
+from .engine import Engine
+from .hookpoints import HookPoints, Key, Target
+from .jsondata import jsonable
 from .models import load_model, model_device
+from .prefix import BaseRun
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
-from .readouts import READOUT_FIELDS, Baseline, compute_readouts
+from .readouts import Baseline, compute_readouts
 from .result import PatchResult
+from .runner import Cancel, Progress, RunRequest, run
+from .sites import indices, n_heads_of, sweep_axes, target
 
-DIRECTIONS = ("denoising", "noising")
-_SIMPLE_POINTS = {
-    "resid_pre": "block_in",
-    "resid_mid": RESID_MID,
-    "resid_post": "block_out",
-    "attn_out": "attn_contrib",
-    "mlp_out": "mlp_contrib",
-}
-Progress = Callable[[int, int, PatchResult], None]
+__all__ = ["DIRECTIONS", "Experiment", "Progress"]
+
+log = logging.getLogger(__name__)
 
 
 class Experiment:
@@ -48,6 +45,20 @@ class Experiment:
 
     ``corrupted`` gives counterfactual prompts (preferred); otherwise ``corruption`` is a
     ``GaussianNoise`` (a corrupted run) or a zero / mean / resample ablation (noising only).
+
+    Args:
+        model: an nnsight model, a transformers model (with its tokenizer, through
+            ``pw.load_model``), a hub name or a local folder; loaded with ``pw.load_model``.
+        clean: the clean prompt(s); every prompt must have the same number of tokens.
+        corrupted: counterfactual prompt(s), one per clean prompt and of its token length.
+        answers: ``(correct, incorrect)`` answer tokens per pair (or one pair for all), each a
+            single token, e.g. ``(" Mary", " John")``.
+        corruption: instead of ``corrupted``: ``pw.GaussianNoise()``, ``pw.ZeroAblation()``,
+            ``pw.MeanAblation()`` or ``pw.ResampleAblation()``.
+        batch_size: rows (patch sets × pairs) per forward pass; default: as many as fit
+            ``memory_budget``.
+        memory_budget: bytes one forward pass may use when ``batch_size`` is None; default: half
+            the free GPU memory, or 512 MiB on CPU.
     """
 
     def __init__(
@@ -68,6 +79,8 @@ class Experiment:
         self.device = model_device(self._hf)
         self.dtype = next(self._hf.parameters()).dtype
         clean_list = as_list(clean, "clean")
+        if clean_list is None:
+            raise ValueError("clean prompts are required: clean=['...']")
         corrupted_list = as_list(corrupted, "corrupted")
         if (corrupted_list is None) == (corruption is None):
             raise ValueError(
@@ -79,6 +92,7 @@ class Experiment:
             raise ValueError("answers are required: answers=[(' correct', ' incorrect')]")
         self.prompts = build_prompt_set(self.tokenizer, clean_list, corrupted_list, answers)
         self.corruption = corruption
+        self._strategy = strategy_for(corruption)
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         self.hooks = HookPoints(self.model, self.arch, self.dims)
@@ -91,9 +105,20 @@ class Experiment:
         )
         answer_ids = torch.tensor(self.prompts.answer_ids, device=self.device)
         self._correct, self._incorrect = answer_ids[:, 0], answer_ids[:, 1]
-        self.noise = self._make_noise()
+        noise = self._strategy.make_noise(
+            self.n_pairs, self.length, self.dims.d_model, self._embedding_std
+        )
+        self.noise = None if noise is None else noise.to(self.dtype)
+        self._inputs = Inputs(
+            clean_ids=self._clean_ids,
+            corrupted_ids=self._corrupted_ids,
+            noise=self.noise,
+            clean_prompts=tuple(self.prompts.clean),
+            tokenize=lambda prompts: tokenize(self.tokenizer, prompts),
+        )
         self._sources: dict[tuple[str, Key], torch.Tensor] = {}
-        self._block_outputs: dict[str, list[Any]] = {}
+        self._block_outputs: dict[str, BaseRun] = {}
+        self._batch_cost: BatchCost | None = None
         self._lock = threading.Lock()
         self._baselines()
 
@@ -105,6 +130,11 @@ class Experiment:
     @property
     def length(self) -> int:
         return self.prompts.length
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """The directions this experiment's corruption allows (ablations: noising only)."""
+        return self._strategy.directions
 
     @property
     def info(self) -> dict[str, Any]:
@@ -135,11 +165,7 @@ class Experiment:
     @property
     def diff_positions(self) -> list[int]:
         """Positions where a corrupted prompt differs from its clean prompt (or is noised)."""
-        if isinstance(self.corruption, GaussianNoise):
-            return list(self.corruption.positions or range(self.length))
-        if self._corrupted_ids is None:
-            return []
-        return torch.nonzero((self._clean_ids != self._corrupted_ids).any(0)).flatten().tolist()
+        return self._strategy.changed_positions(self._inputs)
 
     @property
     def position_labels(self) -> list[str]:
@@ -170,7 +196,7 @@ class Experiment:
         return reasons
 
     def widget(self, **kwargs: Any) -> Any:
-        """An interactive patching widget on this experiment."""
+        """An interactive patching widget on this experiment (keywords: ``PatchingWidget``'s)."""
         from .widget import PatchingWidget
 
         return PatchingWidget(self, **kwargs)
@@ -186,39 +212,76 @@ class Experiment:
         neurons: Iterable[int] | None = None,
         by_pos: bool = False,
         on_progress: Progress | None = None,
-        cancel: threading.Event | Callable[[], bool] | None = None,
+        cancel: Cancel | None = None,
         progress: bool = True,
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
-        layers / heads / positions / neurons. For sites without a position axis, ``positions``
-        are the positions patched together (default: all)."""
+        layers / heads / positions / neurons.
+
+        Args:
+            site: one of ``pw.SITES`` (``resid_pre``, ``head``, ``neuron``, ...).
+            direction: ``"denoising"`` (clean activations into the corrupted run) or
+                ``"noising"`` (corrupted activations into the clean run).
+            layers, heads, neurons: indices to visit (negative ones count from the end); None
+                visits all. ``heads`` of ``head_k``/``head_v`` are key/value heads.
+            positions: positions to visit for sites with a position axis; for sites without
+                one, the positions patched together (default: all).
+            by_pos: give ``head_q``/``head_k``/``head_v``/``head_pattern`` a position axis
+                (one patch per head and position); ``head_by_pos`` always has one.
+            on_progress: called as ``on_progress(done, total, partial_result)`` after every
+                forward pass; ``partial_result`` holds NaN where patches have not run yet.
+            cancel: a ``threading.Event`` or a callable returning True to stop between forward
+                passes; the result then has ``complete=False``.
+            progress: show a tqdm progress bar when the sweep takes several forward passes.
+
+        Returns:
+            A ``PatchResult`` with one cell per component along the site's axes.
+        """
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True
-        axes = _sweep_axes(site, by_pos)
-        n_heads = self.dims.n_kv_heads if site in ("head_k", "head_v") else self.dims.n_heads
+        axes = sweep_axes(site, by_pos)
         every = {
-            "layer": self._indices(layers, self.dims.n_layers, "layer"),
-            "head": self._indices(heads, n_heads, "head"),
-            "pos": self._indices(positions, self.length, "position"),
-            "neuron": self._indices(neurons, self.dims.d_mlp, "neuron"),
+            "layer": indices(layers, self.dims.n_layers, "layer"),
+            "head": indices(heads, n_heads_of(site, self.dims), "head"),
+            "pos": indices(positions, self.length, "position"),
+            "neuron": indices(neurons, self.dims.d_mlp, "neuron"),
         }
         coords = {a: every[a] for a in axes}
         together = None if positions is None or "pos" in axes else every["pos"]
         patch_sets = [
-            [self._target(site, **dict(zip(axes, values, strict=True)), together=together)]
+            [target(self.hooks, site, **dict(zip(axes, values, strict=True)), together=together)]
             for values in itertools.product(*(coords[a] for a in axes))
         ]
         labels = {a: tuple(self._label(a, v, site) for v in coords[a]) for a in axes}
         meta = {"layers": layers, "heads": heads, "positions": positions, "neurons": neurons}
-        return self._run(
-            patch_sets, site, direction, axes, coords, labels, meta, on_progress, cancel, progress
+        request = RunRequest(
+            patch_sets=patch_sets,
+            site=site,
+            direction=direction,
+            axes=axes,
+            coords=coords,
+            labels=labels,
+            meta=meta,
+            on_progress=on_progress,
+            cancel=cancel,
+            progress=progress,
         )
+        return run(self, request)
 
     def patch(
         self, components: Iterable[Component], direction: str = "denoising", label: str = ""
     ) -> PatchResult:
-        """Confirmatory patching: every component patched at once, in one run per pair."""
+        """Confirmatory patching: every component patched at once, in one run per pair.
+
+        Args:
+            components: the ``pw.Component`` s patched together.
+            direction: ``"denoising"`` or ``"noising"`` (see :meth:`sweep`).
+            label: the patch's name in the result (default: the components' labels joined).
+
+        Returns:
+            A ``PatchResult`` with a single cell on the axis ``patch``.
+        """
         components = list(components)
         targets = []
         for c in components:
@@ -227,28 +290,30 @@ class Experiment:
             self._check_site(c.site, direction)
             targets.append(self._component_target(c))
         name = label or (" + ".join(c.label for c in components) or "nothing")
-        meta = {"components": [c.label for c in components]}
-        return self._run(
-            [targets],
-            "circuit",
-            direction,
-            ("patch",),
-            {"patch": (0,)},
-            {"patch": (name,)},
-            meta,
-            None,
-            None,
-            False,
+        request = RunRequest(
+            patch_sets=[targets],
+            site="circuit",
+            direction=direction,
+            axes=("patch",),
+            coords={"patch": (0,)},
+            labels={"patch": (name,)},
+            meta={"components": [c.label for c in components]},
         )
+        return run(self, request)
 
     def circuit(self, components: Iterable[Component]) -> CircuitResult:
-        """Patch a hypothesised circuit and its complement, in both directions."""
+        """Patch a hypothesised circuit and its complement, in every direction the corruption
+        allows.
+
+        Args:
+            components: the circuit's ``pw.Component`` s; the complement is every other
+                component at the same granularity (site, head/neuron axis, position or not).
+        """
         components = list(components)
         complement = complement_of(components, self.dims, self.length)
-        directions = self._directions()
         results = {
             (d, which): self.patch(parts, d, label=which)
-            for d in directions
+            for d in self.directions
             for which, parts in (("circuit", components), ("complement", complement))
         }
         return CircuitResult(
@@ -258,19 +323,12 @@ class Experiment:
         )
 
     # ------------------------------------------------------------------ internals
-    def _directions(self) -> tuple[str, ...]:
-        return ("noising",) if self._is_ablation else DIRECTIONS
-
-    @property
-    def _is_ablation(self) -> bool:
-        return isinstance(self.corruption, (ZeroAblation, MeanAblation, ResampleAblation))
-
     def _check_site(self, site: str, direction: str) -> None:
         if site not in SITES:
             raise ValueError(f"unknown site {site!r}; valid sites: {', '.join(SITES)}")
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'denoising' or 'noising', not {direction!r}")
-        if direction == "denoising" and self._is_ablation:
+        if direction not in self.directions:
             raise ValueError(
                 f"{type(self.corruption).__name__} only defines what to patch into the clean run, "
                 "so only direction='noising' applies. For denoising, give corrupted prompts or "
@@ -280,86 +338,45 @@ class Experiment:
         if reason:
             raise ValueError(f"site {site!r} is not available: {reason}")
 
-    def _indices(self, values: Iterable[int] | None, size: int, name: str) -> tuple[int, ...]:
-        if values is None:
-            return tuple(range(size))
-        out = []
-        for v in [values] if isinstance(values, int) else values:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name} must be an int, got {v!r}")
-            if not -size <= v < size:
-                raise ValueError(
-                    f"{name} {v} is out of range: this model has {size} ({0}..{size - 1})"
-                )
-            out.append(int(v) % size)
-        if not out:
-            raise ValueError(f"no {name}s selected: give at least one, or None for all")
-        return tuple(out)
-
     def _label(self, axis: str, value: int, site: str) -> str:
         if axis == "pos":
             return self.position_labels[value]
-        if (
-            axis == "head"
-            and site in ("head_k", "head_v")
-            and self.dims.n_kv_heads != self.dims.n_heads
-        ):
+        if axis == "head" and n_heads_of(site, self.dims) != self.dims.n_heads:
             return f"KV{value}"
         return {"layer": "L", "head": "H", "neuron": "N"}[axis] + str(value)
 
     def _component_target(self, c: Component) -> Target:
-        layer = self._indices([c.layer], self.dims.n_layers, "layer")[0]
-        n_heads = self.dims.n_kv_heads if c.site in ("head_k", "head_v") else self.dims.n_heads
-        head = None if c.head is None else self._indices([c.head], n_heads, "head")[0]
-        neuron = (
-            None if c.neuron is None else self._indices([c.neuron], self.dims.d_mlp, "neuron")[0]
+        layer = indices([c.layer], self.dims.n_layers, "layer")[0]
+        head = (
+            None if c.head is None else indices([c.head], n_heads_of(c.site, self.dims), "head")[0]
         )
-        pos = None if c.pos is None else self._indices([c.pos], self.length, "position")[0]
-        return self._target(c.site, layer=layer, head=head, pos=pos, neuron=neuron)
+        neuron = None if c.neuron is None else indices([c.neuron], self.dims.d_mlp, "neuron")[0]
+        pos = None if c.pos is None else indices([c.pos], self.length, "position")[0]
+        return target(self.hooks, c.site, layer=layer, head=head, pos=pos, neuron=neuron)
 
-    def _target(
-        self,
-        site: str,
-        layer: int,
-        head: int | None = None,
-        pos: int | None = None,
-        neuron: int | None = None,
-        together: tuple[int, ...] | None = None,
-    ) -> Target:
-        positions = (pos,) if pos is not None else together
-        if site in _SIMPLE_POINTS:
-            return Target(_SIMPLE_POINTS[site], layer, 0, positions)
-        if site in ("head", "head_by_pos"):
-            return Target("z", layer, head, positions)
-        if site == "head_pattern":
-            return Target("pattern", layer, head, positions)
-        if site in HEAD_PART_SITES:
-            point, unit = self.hooks.head_part(site[-1], head)
-            return Target(point, layer, unit, positions)
-        return Target("neurons", layer, neuron, positions)
-
-    def _make_noise(self) -> torch.Tensor | None:
-        c = self.corruption
-        if not isinstance(c, GaussianNoise):
-            return None
+    def _embedding_std(self) -> float:
         weight = self._hf.get_input_embeddings().weight
-        std = c.std if c.std is not None else 3 * float(weight.detach().float().std())
-        gen = torch.Generator().manual_seed(c.seed)
-        noise = torch.randn(self.n_pairs, self.length, self.dims.d_model, generator=gen) * std
-        if c.positions is not None:
-            keep = torch.zeros(self.length, dtype=torch.bool)
-            keep[list(self._indices(c.positions, self.length, "noise position"))] = True
-            noise[:, ~keep] = 0
-        return noise.to(self.dtype)
+        return float(weight.detach().float().std())
 
-    def _corrupted_input(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self._corrupted_ids is not None:
-            return self._corrupted_ids, None
-        return self._clean_ids, self.noise
+    def _base_run(self, direction: str) -> RunInput:
+        """The run a direction patches: the corrupted run for denoising, else the clean run."""
+        if direction == "denoising":
+            corrupted = self._strategy.corrupted_run(self._inputs)
+            assert corrupted is not None, "_check_site refuses denoising without a corrupted run"
+            return corrupted
+        return RunInput(self._clean_ids)
+
+    def _capture(
+        self, ids: torch.Tensor, keys: frozenset[Key], noise: torch.Tensor | None = None
+    ) -> dict[Key, torch.Tensor]:
+        return self.engine.forward(ids, noise, save=keys)[1]
 
     def _baselines(self) -> None:
         clean_logits, _ = self.engine.forward(self._clean_ids)
-        if self._is_ablation:
+        corrupted = self._strategy.corrupted_run(self._inputs)
+        if corrupted is None:
+            # No corrupted run of its own: the clean run with the corruption's values patched
+            # into the token embeddings.
             embed_target = [[Target("block_in", 0, 0, None)]]
             rows = np.arange(self.n_pairs)
             plan = self.engine.plan(
@@ -367,8 +384,7 @@ class Experiment:
             )
             corrupted_logits, _ = self.engine.forward(self._clean_ids, plan=plan)
         else:
-            ids, noise = self._corrupted_input()
-            corrupted_logits, _ = self.engine.forward(ids, noise)
+            corrupted_logits, _ = self.engine.forward(corrupted.ids, corrupted.noise)
         for name, logits in (("clean", clean_logits), ("corrupted", corrupted_logits)):
             if not torch.isfinite(logits).all():
                 raise FloatingPointError(
@@ -393,122 +409,17 @@ class Experiment:
 
     def _source_values(self, direction: str, keys: Iterable[Key]) -> dict[Key, torch.Tensor]:
         """Source activations (pairs, pos, unit, width) patched in, cached per direction."""
+        keys = list(keys)
         missing = frozenset(k for k in keys if (direction, k) not in self._sources)
         if missing:
-            for key, value in self._capture_sources(direction, missing).items():
+            log.debug("capturing %d %s source(s)", len(missing), direction)
+            if direction == "denoising":
+                captured = self._capture(self._clean_ids, missing)
+            else:
+                captured = self._strategy.noising_sources(self._inputs, self._capture, missing)
+            for key, value in captured.items():
                 self._sources[(direction, key)] = value
         return {k: self._sources[(direction, k)] for k in keys}
-
-    def _capture_sources(self, direction: str, keys: frozenset[Key]) -> dict[Key, torch.Tensor]:
-        if direction == "denoising":
-            return self.engine.forward(self._clean_ids, save=keys)[1]
-        c = self.corruption
-        if not self._is_ablation:
-            ids, noise = self._corrupted_input()
-            return self.engine.forward(ids, noise, save=keys)[1]
-        if isinstance(c, ZeroAblation):
-            captured = self.engine.forward(self._clean_ids, save=keys)[1]
-            return {k: torch.zeros_like(v) for k, v in captured.items()}
-        reference = list(c.reference) if c.reference else list(self.prompts.clean)
-        ref_ids = tokenize(self.tokenizer, reference)
-
-        def capture(ids: torch.Tensor, keys: frozenset[Key]) -> dict[Key, torch.Tensor]:
-            return self.engine.forward(ids, save=keys)[1]
-
-        if isinstance(c, ResampleAblation):
-            return resample_values(capture, c, ref_ids, keys, self.n_pairs, self.length)
-        return mean_values(capture, ref_ids, keys, self.n_pairs, self.length)
-
-    def _run(
-        self,
-        patch_sets: list[list[Target]],
-        site: str,
-        direction: str,
-        axes: tuple[str, ...],
-        coords: dict[str, tuple[int, ...]],
-        labels: dict[str, tuple[str, ...]],
-        meta: dict[str, Any],
-        on_progress: Progress | None,
-        cancel: threading.Event | Callable[[], bool] | None,
-        progress: bool,
-    ) -> PatchResult:
-        shape = tuple(len(coords[a]) for a in axes)
-        n_sets, n_pairs = len(patch_sets), self.n_pairs
-        readouts = np.full((n_sets, n_pairs, len(READOUT_FIELDS)), np.nan, dtype=np.float32)
-        metadata = self._metadata(site, direction, meta)
-
-        def result(complete: bool) -> PatchResult:
-            return PatchResult(
-                site=site,
-                direction=direction,
-                axes=axes,
-                coords=coords,
-                labels=labels,
-                readouts=readouts.reshape(*shape, n_pairs, -1).copy(),
-                clean_readouts=self.clean_readouts,
-                corrupted_readouts=self.corrupted_readouts,
-                metadata=metadata,
-                complete=complete,
-            )
-
-        with self._lock:
-            keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
-            sources = self._source_values(direction, keys)
-            ids, noise = (
-                self._corrupted_input() if direction == "denoising" else (self._clean_ids, None)
-            )
-            rows = self.batch_size or rows_per_batch(
-                self.dims, self.length, self.device, self.dtype, self.memory_budget
-            )
-            per_batch = max(1, rows // n_pairs)
-            bar = (
-                _progress_bar(n_sets, site, direction) if progress and n_sets > per_batch else None
-            )
-            done = 0
-            # A GPU pass costs launches more than arithmetic: keep its batches full.
-            min_size = per_batch if self.device.type == "cuda" else max(1, per_batch // 4)
-            for start, stop in batches(patch_sets, per_batch, min_size):
-                if _cancelled(cancel):
-                    break
-                chunk = patch_sets[start:stop]
-                pairs = np.tile(np.arange(n_pairs), len(chunk))
-                plan = self.engine.plan(chunk, pairs, sources, self.length)
-                first = min(first_layer(targets) for targets in chunk)
-                skip = [rows_of(out, pairs) for out in self._base_blocks(direction)[:first]]
-                logits, _ = self.engine.forward(
-                    ids[pairs], None if noise is None else noise[pairs], plan, skip=skip
-                )
-                batch = self._readouts(logits, pairs).reshape(len(chunk), n_pairs, -1)
-                if not np.isfinite(batch).all():
-                    bad = int(np.argwhere(~np.isfinite(batch))[0][0])
-                    raise FloatingPointError(
-                        f"patching {_describe(axes, coords, start + bad, shape)} ({direction}) "
-                        "gave NaN or inf in the model's output; nothing was plotted. Check the "
-                        "model's dtype (float16 overflow?) and the corruption's scale."
-                    )
-                readouts[start : start + len(chunk)] = batch
-                done += len(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-                if on_progress is not None:
-                    on_progress(done, n_sets, result(done == n_sets))
-            if bar is not None:
-                bar.close()
-        return result(done == n_sets)
-
-    def _base_blocks(self, direction: str) -> list[Any]:
-        """Every block's output on the base run of a direction (to skip unpatched layers)."""
-        if self.engine.remote:
-            return []
-        if direction not in self._block_outputs:
-            ids, noise = (
-                self._corrupted_input() if direction == "denoising" else (self._clean_ids, None)
-            )
-            saved = self.engine.forward(ids, noise, save_blocks=True)[1]
-            self._block_outputs[direction] = [
-                saved[("block_raw", layer)] for layer in range(self.dims.n_layers)
-            ]
-        return self._block_outputs[direction]
 
     def _metadata(self, site: str, direction: str, extra: dict[str, Any]) -> dict[str, Any]:
         import nnsight
@@ -530,39 +441,5 @@ class Experiment:
                 "transformers": transformers.__version__,
             },
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            **{k: _jsonable(v) for k, v in extra.items()},
+            **{k: jsonable(v) for k, v in extra.items()},
         }
-
-
-def _sweep_axes(site: str, by_pos: bool) -> tuple[str, ...]:
-    axes = SITES[site].axes
-    if by_pos and "pos" not in axes:
-        if site not in HEAD_PART_SITES:
-            raise ValueError(f"by_pos applies to head_q/k/v/pattern, not {site!r}")
-        axes = (*axes, "pos")
-    return axes
-
-
-def _describe(axes: tuple[str, ...], coords: dict, flat: int, shape: tuple[int, ...]) -> str:
-    index = np.unravel_index(flat, shape)
-    return ", ".join(f"{a} {coords[a][i]}" for a, i in zip(axes, index, strict=True))
-
-
-def _cancelled(cancel: threading.Event | Callable[[], bool] | None) -> bool:
-    if cancel is None:
-        return False
-    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
-
-
-def _progress_bar(total: int, site: str, direction: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"{site} ({direction})", unit="patch", leave=False)
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return [_jsonable(v) for v in value]

@@ -29,6 +29,7 @@ POINT_ORDER = (
     "block_out",
 )
 RESID_MID = "resid_mid"  # virtual: patched through the attention contribution
+Key = tuple[str, int]  # (hook point, layer)
 
 _READ_INPUT = {"block_in", "z", "neurons"}
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def load_model(
@@ -17,8 +20,17 @@ def load_model(
 ) -> Any:
     """An nnsight model from a hub name, a local folder, or an already-built transformers model.
 
-    An nnsight model is returned as is. Attention runs eagerly so attention patterns can be patched.
-    ``remote=True`` marks the model for nnsight's remote execution (NDIF).
+    Attention runs eagerly so attention patterns can be patched.
+
+    Args:
+        model: a hub name or local folder, a transformers model (needs ``tokenizer``), or an
+            nnsight model (returned as is).
+        tokenizer: the model's tokenizer; loaded with the model when it is a name.
+        device: where the weights go, e.g. ``"cuda"`` (default: where transformers puts them).
+        dtype: ``torch.float32``, ``"bfloat16"``, ...; default: the checkpoint's.
+        remote: True marks the model for nnsight's remote execution (NDIF); its weights are not
+            loaded here.
+        **kwargs: passed to transformers' ``from_pretrained`` (e.g. ``revision=``).
     """
     from nnsight import Envoy, TransformersModel
 
@@ -49,6 +61,7 @@ def load_model(
             options["device_map"] = str(device)
         if tokenizer is not None:
             options["tokenizer"] = tokenizer
+        log.info("loading %s (remote=%s, %s)", model, remote, options)
         wrapped = TransformersModel(model, dispatch=not remote, **options)
     else:
         raise TypeError(

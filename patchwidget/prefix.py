@@ -6,6 +6,7 @@ base run's keys and values for the positions before them from a transformers key
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,3 +58,13 @@ def prefix_cache(kv: KeysValues, pairs: torch.Tensor, start: int, config: Any) -
     rows = pairs.to(kv[0][0].device)
     data = [(k[rows, :, :start], v[rows, :, :start]) for k, v in kv]
     return DynamicCache(data, config=config)
+
+
+@dataclass(frozen=True)
+class BaseRun:
+    """What patched passes reuse of their direction's base run: every block's output (to skip
+    the layers before a batch's first patch) and, where positions can be skipped too, every
+    layer's keys and values."""
+
+    blocks: list[Any]
+    kv: KeysValues | None

@@ -73,7 +73,14 @@ class PatchResult:
     def values(
         self, metric: str = "logit_diff", normalized: bool = False, per_pair: bool = False
     ) -> LabeledArray:
-        """The metric for every patch; ``per_pair`` adds a last axis ``pair``."""
+        """The metric for every patch.
+
+        Args:
+            metric: a name from ``pw.METRICS`` (``logit_diff``, ``prob_correct``, ...).
+            normalized: scale so that 0 is the base run of the direction and 1 the other run
+                (denoising: corrupted → clean; noising: clean → corrupted).
+            per_pair: keep the pairs apart in a last axis ``pair`` instead of averaging them.
+        """
         data = metrics.compute(
             metric,
             self.readouts,
@@ -90,16 +97,22 @@ class PatchResult:
         return LabeledArray(data, axes, coords, labels)
 
     def baselines(self, metric: str = "logit_diff") -> dict[str, float]:
-        """Unpatched clean and corrupted values of a metric, averaged over pairs."""
+        """Unpatched clean and corrupted values of ``metric`` (a ``pw.METRICS`` name),
+        averaged over pairs."""
         return metrics.baselines(metric, self.clean_readouts, self.corrupted_readouts)
 
     def normalization_ok(self, metric: str = "logit_diff") -> bool:
-        """Whether the baselines differ enough for normalised values to mean anything."""
+        """Whether the baselines of ``metric`` differ enough for normalised values to mean
+        anything."""
         b = self.baselines(metric)
         return abs(b["clean"] - b["corrupted"]) >= metrics.NORMALIZATION_EPS
 
     def to_pandas(self, per_pair: bool = False) -> Any:
-        """Long format: a row per patch (per pair), a column per metric, raw and normalised."""
+        """Long format: a row per patch, a column per metric, raw and normalised.
+
+        Args:
+            per_pair: a row per patch and pair (column ``pair``) instead of pair means.
+        """
         import pandas as pd
 
         columns: dict[str, Any] = {}
@@ -122,13 +135,20 @@ class PatchResult:
     def plot(
         self, metric: str = "logit_diff", normalized: bool = True, ax: Any = None, title: str = ""
     ) -> Any:
-        """A matplotlib heatmap (diverging, centred on 0, never clipped); returns the figure."""
+        """A matplotlib heatmap (diverging, centred on 0, never clipped); returns the figure.
+
+        Args:
+            metric: a name from ``pw.METRICS``.
+            normalized: plot normalised values (see :meth:`values`).
+            ax: a matplotlib axes to draw into (default: a new figure).
+            title: the plot's title (default: site, direction and metric).
+        """
         from .plotting import plot_result
 
         return plot_result(self, metric, normalized, ax=ax, title=title)
 
     def save(self, path: str | Path) -> Path:
-        """Write to a ``.npz`` file; load with ``PatchResult.load``."""
+        """Write to the ``.npz`` file ``path`` (returned); load with ``PatchResult.load``."""
         path = Path(path)
         header = {
             "site": self.site,
@@ -152,6 +172,7 @@ class PatchResult:
 
     @classmethod
     def load(cls, path: str | Path) -> PatchResult:
+        """A result written by :meth:`save` to the ``.npz`` file ``path``."""
         with np.load(Path(path), allow_pickle=False) as f:
             header = json.loads(str(f["header"]))
             if header["readout_fields"] != list(READOUT_FIELDS):

@@ -3,12 +3,13 @@ JSON and the figure."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..jsondata import jsonable
 
 NEGLIGIBLE = 0.01  # effects below 1% of the clean-corrupted gap are not listed
 
@@ -151,7 +152,7 @@ def to_json(exp: Any, results: Sequence[Any], metric: str, normalized: bool) -> 
         },
         "metadata": first.metadata,
     }
-    return finite(data)
+    return jsonable(data)
 
 
 def write_figure(results: Sequence[Any], metric: str, normalized: bool, out: Path) -> None:
@@ -187,16 +188,3 @@ def cell_label(res: Any, index: tuple[int, ...]) -> str:
         label = res.labels[axis][i]
         parts.append(f"pos {label}" if axis == "pos" else label)
     return " ".join(parts)
-
-
-def finite(value: Any) -> Any:
-    """JSON-ready data: NaN and inf become None, numpy scalars plain numbers."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return finite(value.item())
-    return value

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-HEAD_PARTS = ("head_q", "head_k", "head_v", "head_pattern")
+from ..components import HEAD_PART_SITES
+from ..sites import kv_head
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ def _sweeps(request: dict[str, Any], kv_group: int) -> list[tuple[str, str, list
     layer, head = request["layers"][0], request["heads"][0]
     positions = [f"positions={request['positions']}"] if request.get("positions") else []
     out = []
-    for site in HEAD_PARTS:
-        h = head // kv_group if site in ("head_k", "head_v") else head
+    for site in HEAD_PART_SITES:
+        h = kv_head(site, head, kv_group)
         extra = [f"layers=[{layer}]", f"heads=[{h}]", *positions, "by_pos=True"]
         out.append((site.removeprefix("head_"), site, extra))
     return out

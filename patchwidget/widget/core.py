@@ -13,7 +13,6 @@ import anywidget
 import traitlets as t
 
 from ..components import SITES
-from ..corruptions import Ablation
 from .handlers import HandlersMixin
 from .jobs import JobQueue
 from .messages import Limits
@@ -93,7 +92,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             for name, site in SITES.items()
         ]
         corruption = exp.corruption
-        noising_only = isinstance(corruption, Ablation)
+        noising_only = "denoising" not in exp.directions
         self.directions = {
             "denoising": "ablations define only the patched-in value: use noising"
             if noising_only

@@ -10,12 +10,14 @@ import pathlib
 import time
 from typing import Any
 
+from ..sites import kv_group, kv_head
 from .codegen import ExperimentSource, circuit_code, view_code
 from .jobs import Job
 from .messages import (
     ComponentSpec,
     MessageError,
     ViewRequest,
+    list_or_none,
     message_type,
     parse_components,
     parse_metric,
@@ -61,9 +63,9 @@ class HandlersMixin:
             kind="sweep",
             site=request.site if request.kind == "sweep" else "head_parts",
             direction=request.direction,
-            layers=_maybe_list(request.layers),
-            heads=_maybe_list(request.heads),
-            positions=_maybe_list(request.positions),
+            layers=list_or_none(request.layers),
+            heads=list_or_none(request.heads),
+            positions=list_or_none(request.positions),
         )
         self._submit(
             Job(request_id, "sweep"), entry, lambda job: self._run_view(job, request, entry)
@@ -186,7 +188,7 @@ class HandlersMixin:
             Component(
                 s.site,
                 s.layer,
-                head=_engine_head(s.site, s.head, group),
+                head=kv_head(s.site, s.head, group),
                 pos=s.pos,
                 neuron=s.neuron,
             )
@@ -299,9 +301,7 @@ class HandlersMixin:
     # ---- helpers --------------------------------------------------------------------------
 
     def _kv_group(self) -> int:
-        info = self.experiment.info
-        n_kv = info.get("n_kv_heads") or info["n_heads"]
-        return max(1, int(info["n_heads"]) // int(n_kv))
+        return kv_group(self.experiment.dims)
 
     def _source(self) -> ExperimentSource:
         exp = self.experiment
@@ -339,16 +339,9 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
             continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)
-            kwargs["heads"] = [_engine_head(site, request.heads[0], kv_group)]
+            kwargs["heads"] = [kv_head(site, request.heads[0], kv_group)]
             calls.append((direction, site, kwargs))
     return calls
-
-
-def _engine_head(site: str, head: int | None, kv_group: int) -> int | None:
-    """Front-end heads are query heads; k/v sites index key/value heads (grouped-query)."""
-    if head is not None and site in ("head_k", "head_v"):
-        return head // kv_group
-    return head
 
 
 def _prompt_field(message: str) -> str:
@@ -358,7 +351,3 @@ def _prompt_field(message: str) -> str:
     if "corrupted" in lowered:
         return "corrupted"
     return "clean"
-
-
-def _maybe_list(values: tuple[int, ...] | None) -> list[int] | None:
-    return None if values is None else list(values)

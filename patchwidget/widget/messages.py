@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..components import HEAD_PART_SITES, SITES
+from ..corruptions import DIRECTIONS
 from ..metrics import METRICS
 
-DIRECTIONS = ("denoising", "noising")
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")
 VIEW_KINDS = ("sweep", "head_parts")
 MAX_LIST = 100_000
@@ -60,10 +60,10 @@ class ViewRequest:
             "kind": self.kind,
             "site": self.site,
             "direction": self.direction,
-            "layers": _list_or_none(self.layers),
-            "heads": _list_or_none(self.heads),
-            "positions": _list_or_none(self.positions),
-            "neurons": _list_or_none(self.neurons),
+            "layers": list_or_none(self.layers),
+            "heads": list_or_none(self.heads),
+            "positions": list_or_none(self.positions),
+            "neurons": list_or_none(self.neurons),
             "label": self.label,
         }
 
@@ -227,5 +227,5 @@ def _indices(value: Any, name: str, size: int) -> tuple[int, ...] | None:
     return items
 
 
-def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
+def list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
     return None if values is None else list(values)
