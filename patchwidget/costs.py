@@ -17,9 +17,10 @@ from .batching import BatchCost
 # Timing a pass of (rows, first layer, first position) with no patches, in seconds.
 Timer = Callable[[int, int, int], float]
 
-# CPU: rows x positions per pass beyond which a pass gets no cheaper per token (one thread,
-# measured on GPT-2-small and the demo model; see benchmarks/README.md).
-CPU_BEST_TOKENS = 1024
+# CPU: a pass's activations (residual stream + MLP hidden, per position) beyond which it gets no
+# cheaper per token: ~1024 positions of GPT-2 small (one thread; notes/performance.md and
+# benchmarks/README.md), so more positions on narrower models.
+CPU_BEST_BYTES = 16 * 2**20
 # GPU: a pass is bound by kernel launches and syncs until it is large. On an H100 one GPT-2-small
 # row cost ~7 ms and a token-layer ~0.5 us (notes/performance.md): a pass's fixed cost is worth
 # ~16k token-layers at d_model 768, fewer on wider models (a token-layer's work grows as d^2).
@@ -64,7 +65,8 @@ def batch_cost(
     small_work, full_work = 1 + per_row, rows * (dims.n_layers * length + per_row)
     per_token_layer = max(full - small, 1e-9) / (full_work - small_work)
     overhead = max(0.0, small / per_token_layer - small_work)
-    return BatchCost(overhead, per_row, min(max_tokens, CPU_BEST_TOKENS))
+    best_tokens = CPU_BEST_BYTES // (4 * (dims.d_model + dims.d_mlp))
+    return BatchCost(overhead, per_row, min(max_tokens, best_tokens))
 
 
 def memory_tokens(

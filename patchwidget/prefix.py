@@ -1,25 +1,59 @@
 """Reusing the base run's prefix: with causal attention, a patch whose earliest position is ``p``
 changes nothing before ``p`` in any layer, so a batch runs only positions ``p ..`` and reads the
 base run's keys and values for the positions before them from a transformers key/value cache.
+
+A patched cell whose source equals the base run's own value changes nothing either (counterfactual
+prompts share their tokens up to the first one that differs), so a patch set starts at the first
+layer and position where one of its cells differs from the base run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from transformers import DynamicCache
 
-from .hookpoints import Target
+from .hookpoints import Key, Target
 
 KeysValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (pairs, kv_heads, pos, d_head)
 
 
-def first_position(targets: Sequence[Target]) -> int:
-    """The earliest position a patch set touches (0 for a patch at all positions)."""
-    return min((min(t.positions) if t.positions else 0 for t in targets), default=0)
+def changed_cells(
+    sources: dict[Key, torch.Tensor], base: dict[Key, torch.Tensor]
+) -> dict[Key, torch.Tensor]:
+    """Per hook point, the (position, unit) cells where the source differs from the base run's
+    own value in any pair: a patch of any other cell writes the value already there."""
+    return {k: (v != base[k]).flatten(3).any(-1).any(0).cpu() for k, v in sources.items()}
+
+
+def first_change(
+    targets: Sequence[Target], changed: dict[Key, torch.Tensor], n_layers: int, length: int
+) -> tuple[int, int]:
+    """The first layer and position a patch set changes (the last ones for a set that changes
+    nothing): before either, its run is the base run."""
+    layer, position = n_layers - 1, length - 1
+    for t in targets:
+        cells = changed[(t.point, t.layer)][:, t.unit].clone()
+        if t.positions is not None:
+            cells[[p for p in range(length) if p not in t.positions]] = False
+        where = torch.nonzero(cells).flatten()
+        if len(where):
+            layer, position = min(layer, t.layer), min(position, int(where[0]))
+    return layer, position
+
+
+def trim(targets: Sequence[Target], layer: int, start: int) -> list[Target]:
+    """The targets' cells from ``layer`` and position ``start`` on, for a pass that starts there
+    (the earlier ones write the base run's own values into a run that is still the base run)."""
+    out = []
+    for t in targets:
+        kept = t.positions if t.positions is None else tuple(p for p in t.positions if p >= start)
+        if t.layer >= layer and kept != ():
+            out.append(replace(t, positions=kept))
+    return out
 
 
 def reuse_blocker(targets: Sequence[Target], remote: bool) -> str | None:

@@ -15,8 +15,17 @@ import torch
 from .batching import BatchCost, first_layer, group_batches, rows_of
 from .costs import batch_cost, memory_tokens, timed
 from .engine import Plan
-from .hookpoints import Target
-from .prefix import BaseRun, empty_cache, first_position, keys_values, prefix_cache, reuse_blocker
+from .hookpoints import Key, Target
+from .prefix import (
+    BaseRun,
+    changed_cells,
+    empty_cache,
+    first_change,
+    keys_values,
+    prefix_cache,
+    reuse_blocker,
+    trim,
+)
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
 
@@ -77,7 +86,8 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
     with exp._lock:
         keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
         sources = exp._source_values(direction, keys)
-        starts = [start_of(exp, targets) for targets in patch_sets]
+        changed = changed_cells(sources, base_values(exp, direction, keys))
+        starts = [start_of(exp, targets, changed) for targets in patch_sets]
         groups = group_batches(
             starts, n_pairs, exp.dims.n_layers, exp.length, batch_cost_of(exp, direction)
         )
@@ -92,10 +102,10 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
             if cancelled(request.cancel):
                 log.info("%s (%s) cancelled after %d of %d", request.site, direction, done, n_sets)
                 break
-            chunk = [patch_sets[i] for i in members]
-            pairs = np.tile(np.arange(n_pairs), len(chunk))
             first = min(starts[i][0] for i in members)
             start = min(starts[i][1] for i in members)
+            chunk = [trim(patch_sets[i], first, start) for i in members]
+            pairs = np.tile(np.arange(n_pairs), len(chunk))
             plan = exp.engine.plan(chunk, pairs, sources, exp.length, start)
             logits = patched_pass(exp, direction, pairs, first, start, plan)
             batch = exp._readouts(logits, pairs).reshape(len(chunk), n_pairs, -1)
@@ -117,10 +127,19 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
     return result(done == n_sets)
 
 
-def start_of(exp: Experiment, targets: list[Target]) -> tuple[int, int]:
+def start_of(
+    exp: Experiment, targets: list[Target], changed: dict[Key, torch.Tensor]
+) -> tuple[int, int]:
     """The first layer and first position a patch set's pass must compute."""
-    blocker = reuse_blocker(targets, exp.engine.remote)
-    return first_layer(targets), first_position(targets) if blocker is None else 0
+    if reuse_blocker(targets, exp.engine.remote) is not None:
+        return first_layer(targets), 0
+    return first_change(targets, changed, exp.dims.n_layers, exp.length)
+
+
+def base_values(exp: Experiment, direction: str, keys: set[Key]) -> dict[Key, torch.Tensor]:
+    """The base run's own values at ``keys``: the clean run's (the sources denoising patches in)
+    for noising, the corrupted run's (the sources noising patches in) for denoising."""
+    return exp._source_values("noising" if direction == "denoising" else "denoising", keys)
 
 
 def patched_pass(

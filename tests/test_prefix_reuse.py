@@ -74,15 +74,39 @@ def test_sweeps_from_a_later_position_match_the_reference(family: str, site: str
     assert {cached for _, cached in seen} >= {3, 6, 9}, "no pass reused the prefix"
 
 
+def test_patches_that_change_nothing_run_only_the_last_position() -> None:
+    exp, sc = counterfactual("gpt2")
+    seen = passes_of(exp)
+    res = exp.sweep("resid_pre", positions=[0, 1, 2], progress=False)
+    assert_sweep_matches(sc, res, "resid_pre", "denoising")
+    assert seen == [(1, LENGTH - 1)]
+
+
+FIRST_DIFFERENCE = 3  # CLEAN and CORRUPTED share <bos> and two words in every pair
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gemma2"])
-def test_patches_without_a_position_start_at_position_zero(family: str) -> None:
+def test_patches_at_all_positions_start_where_clean_and_corrupted_first_differ(
+    family: str,
+) -> None:
     exp, sc = counterfactual(family)
     seen = passes_of(exp)
-    for site, kw in (("head", {}), ("neuron", {"neurons": [3, 40]}), ("head_pattern", {})):
-        res = exp.sweep(site, direction="denoising", progress=False, **kw)
-        assert_sweep_matches(sc, res, site, "denoising")
+    for site, kw in (("head", {}), ("neuron", {"neurons": [3, 40]}), ("head_v", {})):
+        for direction in ("denoising", "noising"):
+            res = exp.sweep(site, direction=direction, progress=False, **kw)
+            assert_sweep_matches(sc, res, site, direction)
+    assert seen and {cached for _, cached in seen} <= {FIRST_DIFFERENCE, LENGTH - 1}
+    assert any(cached == FIRST_DIFFERENCE for _, cached in seen)
+
+
+def test_patches_at_all_positions_of_an_ablation_start_at_position_zero() -> None:
+    ref = reference_for("gpt2")
+    corruption, values = _ablation_cases(pw, ref, len(CLEAN))["zero"]
+    exp = pw.Experiment(engine_model("gpt2"), clean=CLEAN, answers=ANSWERS, corruption=corruption)
+    seen = passes_of(exp)
+    res = exp.sweep("head", direction="noising", progress=False)
+    assert_sweep_matches(Scenario(ref, CLEAN, ANSWERS, ablation=values), res, "head", "noising")
     assert seen and all(cached == 0 for _, cached in seen)
-    assert any(width == LENGTH for width, _ in seen)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gemma2"])
