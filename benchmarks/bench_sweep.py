@@ -47,13 +47,14 @@ def build(device: str) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     return model, tokenizer
 
 
-def prompts(n_pairs: int, length: int) -> dict:
+def prompts(n_pairs: int, length: int, differ_at: int | None) -> dict:
     gen = torch.Generator().manual_seed(1)
     clean, corrupted = [], []
     for _ in range(n_pairs):
         ids = torch.randint(100, 50000, (length,), generator=gen).tolist()
         bad = list(ids)
-        bad[length - 4] = ids[3]
+        at = length - 4 if differ_at is None else differ_at
+        bad[at] = ids[0] if at == 3 else ids[3]
         clean.append(" ".join(f"w{i}" for i in ids))
         corrupted.append(" ".join(f"w{i}" for i in bad))
     return {"clean": clean, "corrupted": corrupted, "answers": [(" w7", " w9")]}
@@ -150,21 +151,27 @@ def time_per_patch(
     return elapsed * len(patches) / len(chosen)
 
 
-def time_floor(model: GPT2LMHeadModel, exp: pw.Experiment, site: str, device: str) -> float:
+def time_floor(
+    model: GPT2LMHeadModel, exp: pw.Experiment, site: str, device: str, sample: int | None
+) -> float:
+    """Seconds of the floor; with ``sample``, of its first ``sample`` batches, scaled."""
     n_rows = len(patch_hooks(model, site, exp.length)) * exp.n_pairs
     batch = max(exp.n_pairs, FLOOR_ROWS[device] // exp.n_pairs * exp.n_pairs)
+    firsts = list(range(0, n_rows, batch))
+    chosen = firsts if sample is None else firsts[:sample]
     ids = torch.tensor(exp.prompts.corrupted_ids, device=device)
     with torch.no_grad():
         sync(device)
         start = time.perf_counter()
-        for first in range(0, n_rows, batch):
+        for first in chosen:
             rows = min(batch, n_rows - first)
             block = ids.repeat(rows // exp.n_pairs + 1, 1)[:rows]
             hidden = model.transformer(block, use_cache=False).last_hidden_state
             logits = model.lm_head(hidden[:, -1].contiguous()).float()
             torch.logsumexp(logits, -1).cpu()
         sync(device)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    return elapsed * n_rows / sum(min(batch, n_rows - first) for first in chosen)
 
 
 def main() -> None:
@@ -173,7 +180,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--sites", nargs="+", default=["resid_pre", "head_by_pos"])
     parser.add_argument("--lengths", type=int, nargs="+", default=[15])
+    parser.add_argument(
+        "--differ-at",
+        type=int,
+        default=None,
+        help="the one position where corrupted prompts differ (default: length - 4); patches "
+        "before it change nothing, and the engine runs them as such",
+    )
     parser.add_argument("--sample", type=int, default=None, help="per-patch baseline sample size")
+    parser.add_argument("--floor-sample", type=int, default=None, help="floor batches timed")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -183,7 +198,7 @@ def main() -> None:
     nn_model = pw.load_model(model, tokenizer=tokenizer)
     rows = []
     for length, n_pairs in itertools.product(args.lengths, args.pairs):
-        exp = pw.Experiment(nn_model, **prompts(n_pairs, length))
+        exp = pw.Experiment(nn_model, **prompts(n_pairs, length, args.differ_at))
         for site in args.sites:
             time_engine(exp, site, args.device)  # warm-up: caches sources, first-call costs
             timings: dict[str, list[float]] = {"engine": [], "floor": [], "per_patch": []}
@@ -192,7 +207,8 @@ def main() -> None:
                 elapsed, peak = time_engine(exp, site, args.device)
                 timings["engine"].append(elapsed)
                 memory.append(peak)
-                timings["floor"].append(time_floor(model, exp, site, args.device))
+                floor = time_floor(model, exp, site, args.device, args.floor_sample)
+                timings["floor"].append(floor)
                 timings["per_patch"].append(
                     time_per_patch(model, exp, site, args.device, args.sample)
                 )
@@ -202,6 +218,7 @@ def main() -> None:
                 "site": site,
                 "pairs": n_pairs,
                 "length": length,
+                "differ_at": length - 4 if args.differ_at is None else args.differ_at,
                 "patches": len(patch_hooks(model, site, length)),
                 **{f"{k}_s": round(v, 3) for k, v in med.items()},
                 "engine_peak_mib": round(max(memory)),
