@@ -18,9 +18,10 @@ from .batching import BatchCost
 Timer = Callable[[int, int, int], float]
 
 # CPU: a pass's activations (residual stream + MLP hidden, per position) beyond which it gets no
-# cheaper per token: ~1024 positions of GPT-2 small (one thread; notes/performance.md and
-# benchmarks/README.md), so more positions on narrower models.
-CPU_BEST_BYTES = 16 * 2**20
+# cheaper per token (one thread): ~550 positions of GPT-2 small (32-64 rows of 15 were best in
+# notes/performance.md), ~6500 of the demo model (4096 beat 1024 and 13107 in a neuron sweep;
+# benchmarks/README.md).
+CPU_BEST_BYTES = 8 * 2**20
 # GPU: a pass is bound by kernel launches and syncs until it is large. On an H100 one GPT-2-small
 # row cost ~7 ms and a token-layer ~0.5 us (notes/performance.md): a pass's fixed cost is worth
 # ~16k token-layers at d_model 768, fewer on wider models (a token-layer's work grows as d^2).
