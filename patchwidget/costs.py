@@ -52,7 +52,8 @@ def batch_cost(
 ) -> BatchCost:
     """The cost model of passes on ``device``, at most ``max_tokens`` rows x positions each
     (a memory bound). On a local CPU the fixed cost per pass is timed: a minimal pass (one row,
-    last layer, last position) against a full one; fastest of two tries each."""
+    last layer, last position) against a full one; fastest of a few tries each (a shared machine
+    only ever makes a pass slower)."""
     per_row = answer_logits_cost(dims, length)
     if remote:
         # Every pass is a round trip to a server: as few passes as memory allows.
@@ -61,7 +62,7 @@ def batch_cost(
         overhead = GPU_OVERHEAD_AT_768 * (768 / dims.d_model) ** 2
         return BatchCost(overhead, per_row, max_tokens)
     rows = max(1, min(max_tokens // length, CALIBRATION_TOKEN_LAYERS // (length * dims.n_layers)))
-    small = min(timer(1, dims.n_layers - 1, length - 1) for _ in range(2))
+    small = min(timer(1, dims.n_layers - 1, length - 1) for _ in range(5))
     full = min(timer(rows, 0, 0) for _ in range(2))
     small_work, full_work = 1 + per_row, rows * (dims.n_layers * length + per_row)
     per_token_layer = max(full - small, 1e-9) / (full_work - small_work)
