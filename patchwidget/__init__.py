@@ -9,6 +9,7 @@ from .experiment import Experiment
 from .metrics import METRICS
 from .models import load_model
 from .readouts import READOUT_FIELDS
+from .remote import RemoteExecutionError
 from .result import LabeledArray, PatchResult
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "LabeledArray",
     "MeanAblation",
     "PatchResult",
+    "RemoteExecutionError",
     "ResampleAblation",
     "ZeroAblation",
     "__version__",

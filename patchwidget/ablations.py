@@ -1,70 +1,59 @@
-"""Values that zero, mean and resample ablation patch into the clean run."""
+"""How ablations and corrupted runs turn captured activations into the values patched in.
+
+A :class:`SourceRecipe` names the runs to capture and how to combine their captures. The
+combination (:func:`combine_sources`) is plain torch: remote requests ship this module by value
+(``nnsight.register``), so the server combines captures exactly as a local run does.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from .hookpoints import Key
+if TYPE_CHECKING:
+    from .corruptions import RunInput
 
-# capture(ids, keys, noise): the unit views of the ``keys`` hook points on one run.
-Capture = Callable[[torch.Tensor, frozenset[Key], "torch.Tensor | None"], dict[Key, torch.Tensor]]
+FIRST = "first"  # the first run's capture as is (a corrupted run)
+ZEROS = "zeros"
+MEAN = "mean"  # mean over the rows of one run, per position
+TOKEN_MEAN = "token_mean"  # mean over every token of several runs
+INDEX = "index"  # the rows ``index`` of one run
 
 
-def mean_values(
-    capture: Capture,
-    ref_ids: list[tuple[int, ...]],
-    keys: frozenset[Key],
+@dataclass(frozen=True)
+class SourceRecipe:
+    """Runs to capture (in order) and how :func:`combine_sources` combines their captures."""
+
+    runs: tuple[RunInput, ...]
+    combine: str = FIRST
+    index: torch.Tensor | None = None
+
+
+def combine_sources(
+    combine: str,
+    captures: list[dict[Any, torch.Tensor]],
     n_pairs: int,
     length: int,
-) -> dict[Key, torch.Tensor]:
-    """Mean over reference prompts, per position when they all have ``length`` tokens."""
-    if all(len(r) == length for r in ref_ids):
-        captured = capture(torch.tensor(ref_ids), keys, None)
-        return {
-            k: v.mean(0, keepdim=True).expand(n_pairs, *v.shape[1:]) for k, v in captured.items()
-        }
-    if any(k[0] == "pattern" for k in keys):
-        raise ValueError(
-            "mean ablation of attention patterns needs reference prompts of the experiment's "
-            f"token length ({length})"
-        )
-    sums: dict[Key, torch.Tensor] = {}
-    count = 0
-    for ids in ref_ids:
-        for k, v in capture(torch.tensor([ids]), keys, None).items():
-            sums[k] = sums.get(k, 0) + v.sum(dim=(0, 1), keepdim=True)
-        count += len(ids)
-    return {k: (v / count).expand(n_pairs, length, *v.shape[2:]) for k, v in sums.items()}
-
-
-def resample_values(
-    capture: Capture,
-    seed: int,
-    given_reference: bool,
-    ref_ids: list[tuple[int, ...]],
-    keys: frozenset[Key],
-    n_pairs: int,
-    length: int,
-) -> dict[Key, torch.Tensor]:
-    """Each pair gets the activations of one randomly chosen reference prompt."""
-    bad = [i for i, r in enumerate(ref_ids) if len(r) != length]
-    if bad:
-        raise ValueError(
-            f"resample ablation needs reference prompts of {length} tokens; "
-            f"reference prompts {bad} have other lengths"
-        )
-    rng = np.random.default_rng(seed)
-    if not given_reference:
-        if n_pairs < 2:
-            raise ValueError(
-                "ResampleAblation without reference= resamples from the other clean prompts, "
-                "so it needs at least two; pass reference=[...] prompts"
-            )
-        index = (np.arange(n_pairs) + rng.integers(1, n_pairs)) % n_pairs
-    else:
-        index = rng.integers(0, len(ref_ids), size=n_pairs)
-    captured = capture(torch.tensor(ref_ids), keys, None)
-    return {k: v[torch.as_tensor(index)] for k, v in captured.items()}
+    index: torch.Tensor | None = None,
+) -> dict[Any, torch.Tensor]:
+    """Values (pairs, pos, unit, width) per hook point from the captures of a recipe's runs."""
+    first = captures[0]
+    if combine == ZEROS:
+        return {k: torch.zeros_like(v) for k, v in first.items()}
+    if combine == MEAN:
+        return {k: v.mean(0, keepdim=True).expand(n_pairs, *v.shape[1:]) for k, v in first.items()}
+    if combine == TOKEN_MEAN:
+        sums: dict[Any, torch.Tensor] = {}
+        count = 0
+        for captured in captures:
+            for k, v in captured.items():
+                total = v.sum(dim=(0, 1), keepdim=True)
+                sums[k] = sums[k] + total if k in sums else total
+            count += int(next(iter(captured.values())).shape[1])
+        return {k: (v / count).expand(n_pairs, length, *v.shape[2:]) for k, v in sums.items()}
+    if combine == INDEX:
+        assert index is not None, "an index recipe carries its rows"
+        return {k: v[index.to(v.device)] for k, v in first.items()}
+    return dict(first)

@@ -102,6 +102,27 @@ def group_batches(
     return sorted(out, key=min)
 
 
+def batches(
+    patch_sets: Sequence[Sequence[Target]], size: int, min_size: int
+) -> list[tuple[int, int]]:
+    """(start, stop) of batches of at most ``size`` patch sets. A batch also ends where the
+    first patched layer changes once it holds ``min_size``, so batches can skip the layers
+    before their patches without shrinking into many tiny forward passes."""
+    bounds, start = [], 0
+    for i in range(1, len(patch_sets) + 1):
+        if (
+            i == len(patch_sets)
+            or i - start == size
+            or (
+                i - start >= min_size
+                and first_layer(patch_sets[i]) != first_layer(patch_sets[i - 1])
+            )
+        ):
+            bounds.append((start, i))
+            start = i
+    return bounds
+
+
 def rows_of(value: Any, pairs: np.ndarray, start: int = 0) -> Any:
     """Positions ``start ..`` of a block output (a tensor, or a tuple led by one) for the given
     pairs."""

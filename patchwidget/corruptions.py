@@ -1,7 +1,8 @@
 """Corruptions: what the corrupted run is, and which values a patch writes into the clean run.
 
 Each corruption is a small strategy object: ``directions`` it allows, its ``corrupted_run``
-(the base run of denoising), and its ``noising_sources`` (the values patched into the clean run).
+(the base run of denoising), and its ``noising_recipe`` (how the values patched into the clean
+run are made).
 Counterfactual prompts (preferred) and Gaussian noise define a corrupted *run*, so both
 directions apply. Zero, mean and resample ablation only define the value patched into the clean
 run, so they support noising only.
@@ -13,9 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 
-from .ablations import Capture, Key, mean_values, resample_values
+from .ablations import INDEX, MEAN, TOKEN_MEAN, ZEROS, SourceRecipe
+from .hookpoints import Key
 from .sites import indices
 
 DIRECTIONS = ("denoising", "noising")
@@ -68,13 +71,12 @@ class _Strategy:
         the corrupted baseline is the clean run with those values patched into the embeddings)."""
         return None
 
-    def noising_sources(
-        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
-    ) -> dict[Key, torch.Tensor]:
-        """The values (pairs, pos, unit, width) that noising patches into the clean run."""
+    def noising_recipe(self, inputs: Inputs, keys: frozenset[Key]) -> SourceRecipe:
+        """How the values (pairs, pos, unit, width) that noising patches into the clean run are
+        made: by default, the corrupted run's activations."""
         run = self.corrupted_run(inputs)
-        assert run is not None, "a corruption without a corrupted run defines noising_sources"
-        return capture(run.ids, keys, run.noise)
+        assert run is not None, "a corruption without a corrupted run defines noising_recipe"
+        return SourceRecipe((run,))
 
 
 @dataclass(frozen=True)
@@ -132,12 +134,12 @@ class GaussianNoise(_Strategy):
 class _Ablation(_Strategy):
     directions: ClassVar[tuple[str, ...]] = ("noising",)
 
-    def noising_sources(
-        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
-    ) -> dict[Key, torch.Tensor]:
+    def noising_recipe(self, inputs: Inputs, keys: frozenset[Key]) -> SourceRecipe:
         raise NotImplementedError
 
-    def reference_ids(self, inputs: Inputs, reference: tuple[str, ...] | None) -> list:
+    def reference_ids(
+        self, inputs: Inputs, reference: tuple[str, ...] | None
+    ) -> list[tuple[int, ...]]:
         return inputs.tokenize(list(reference) if reference else list(inputs.clean_prompts))
 
 
@@ -145,11 +147,8 @@ class _Ablation(_Strategy):
 class ZeroAblation(_Ablation):
     """Patch in zeros (noising only)."""
 
-    def noising_sources(
-        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
-    ) -> dict[Key, torch.Tensor]:
-        captured = capture(inputs.clean_ids, keys, None)
-        return {k: torch.zeros_like(v) for k, v in captured.items()}
+    def noising_recipe(self, inputs: Inputs, keys: frozenset[Key]) -> SourceRecipe:
+        return SourceRecipe((RunInput(inputs.clean_ids),), ZEROS)
 
 
 @dataclass(frozen=True)
@@ -166,11 +165,18 @@ class MeanAblation(_Ablation):
         if self.reference is not None:
             object.__setattr__(self, "reference", _prompts(self.reference))
 
-    def noising_sources(
-        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
-    ) -> dict[Key, torch.Tensor]:
+    def noising_recipe(self, inputs: Inputs, keys: frozenset[Key]) -> SourceRecipe:
+        """The mean per position when every reference prompt has the experiment's length."""
         ref_ids = self.reference_ids(inputs, self.reference)
-        return mean_values(capture, ref_ids, keys, inputs.n_pairs, inputs.length)
+        if all(len(r) == inputs.length for r in ref_ids):
+            return SourceRecipe((RunInput(torch.tensor(ref_ids)),), MEAN)
+        if any(k[0] == "pattern" for k in keys):
+            raise ValueError(
+                "mean ablation of attention patterns needs reference prompts of the "
+                f"experiment's token length ({inputs.length})"
+            )
+        runs = tuple(RunInput(torch.tensor([ids])) for ids in ref_ids)
+        return SourceRecipe(runs, TOKEN_MEAN)
 
 
 @dataclass(frozen=True)
@@ -188,19 +194,27 @@ class ResampleAblation(_Ablation):
         if self.reference is not None:
             object.__setattr__(self, "reference", _prompts(self.reference))
 
-    def noising_sources(
-        self, inputs: Inputs, capture: Capture, keys: frozenset[Key]
-    ) -> dict[Key, torch.Tensor]:
+    def noising_recipe(self, inputs: Inputs, keys: frozenset[Key]) -> SourceRecipe:
+        """Each pair gets the activations of one randomly chosen reference prompt."""
         ref_ids = self.reference_ids(inputs, self.reference)
-        return resample_values(
-            capture,
-            self.seed,
-            self.reference is not None,
-            ref_ids,
-            keys,
-            inputs.n_pairs,
-            inputs.length,
-        )
+        bad = [i for i, r in enumerate(ref_ids) if len(r) != inputs.length]
+        if bad:
+            raise ValueError(
+                f"resample ablation needs reference prompts of {inputs.length} tokens; "
+                f"reference prompts {bad} have other lengths"
+            )
+        n_pairs = inputs.n_pairs
+        rng = np.random.default_rng(self.seed)
+        if self.reference is None:
+            if n_pairs < 2:
+                raise ValueError(
+                    "ResampleAblation without reference= resamples from the other clean "
+                    "prompts, so it needs at least two; pass reference=[...] prompts"
+                )
+            index = (np.arange(n_pairs) + rng.integers(1, n_pairs)) % n_pairs
+        else:
+            index = rng.integers(0, len(ref_ids), size=n_pairs)
+        return SourceRecipe((RunInput(torch.tensor(ref_ids)),), INDEX, torch.as_tensor(index))
 
 
 Ablation = ZeroAblation | MeanAblation | ResampleAblation

@@ -26,7 +26,6 @@ CPU_BEST_BYTES = 8 * 2**20
 # row cost ~7 ms and a token-layer ~0.5 us (notes/performance.md): a pass's fixed cost is worth
 # ~16k token-layers at d_model 768, fewer on wider models (a token-layer's work grows as d^2).
 GPU_OVERHEAD_AT_768 = 16384.0
-REMOTE_OVERHEAD = 1e9
 CALIBRATION_TOKEN_LAYERS = 2048  # work of the timed full pass
 
 
@@ -48,16 +47,12 @@ def batch_cost(
     device: torch.device,
     max_tokens: int,
     timer: Timer,
-    remote: bool = False,
 ) -> BatchCost:
     """The cost model of passes on ``device``, at most ``max_tokens`` rows x positions each
     (a memory bound). On a local CPU the fixed cost per pass is timed: a minimal pass (one row,
     last layer, last position) against a full one; fastest of a few tries each (a shared machine
     only ever makes a pass slower)."""
     per_row = answer_logits_cost(dims, length)
-    if remote:
-        # Every pass is a round trip to a server: as few passes as memory allows.
-        return BatchCost(REMOTE_OVERHEAD, per_row, max_tokens)
     if device.type != "cpu":
         overhead = GPU_OVERHEAD_AT_768 * (768 / dims.d_model) ** 2
         return BatchCost(overhead, per_row, max_tokens)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Key, Target
+from .units import patch_units
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,9 @@ class Plan:
 class Engine:
     """Runs plain, patched and capturing forward passes of an nnsight model."""
 
-    def __init__(self, hooks: HookPoints, device: torch.device, remote: bool = False) -> None:
+    def __init__(self, hooks: HookPoints, device: torch.device) -> None:
         self.hooks = hooks
         self.device = device
-        self.remote = remote
 
     def forward(
         self,
@@ -65,8 +65,6 @@ class Engine:
             hooks.pattern_call()  # instruments the attention source; can't happen inside a trace
         saved: dict[Key, Any] = {}
         options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
-        if self.remote:
-            options["remote"] = True
         if cache is not None:
             # The mask covers the cached positions too (nnsight would make one for ``ids`` only).
             width = cache.get_seq_length() + ids.shape[1]
@@ -82,7 +80,8 @@ class Engine:
         with torch.no_grad(), hooks.model.trace(ids.to(self.device), **options):
             if noise is not None:
                 embed = hooks.embed()
-                embed.output = embed.output + noise.to(self.device, embed.output.dtype)
+                clean = embed.output
+                embed.output = clean + noise.to(clean.device, clean.dtype)
             for layer, replacement in enumerate(skip):
                 hooks.block(layer).skip(replacement)
             for layer in layers:
@@ -102,14 +101,14 @@ class Engine:
                     units = hooks.to_units(point, tensor)
                     changed = key in masks
                     if changed:
-                        units = torch.where(masks[key], sources[key].to(units.dtype), units)
+                        units = patch_units(masks[key], sources[key], units)
                     if point == "block_in":
                         x_in = units
                     if point == "attn_contrib" and needs_mid:
                         assert x_in is not None, "block_in is read before attn_contrib"
                         mid = x_in + units
                         if mid_key in masks:
-                            mid = torch.where(masks[mid_key], sources[mid_key].to(mid.dtype), mid)
+                            mid = patch_units(masks[mid_key], sources[mid_key], mid)
                             units = mid - x_in
                             changed = True
                         if mid_key in save:
@@ -158,3 +157,18 @@ class Engine:
             masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},
             sources={k: source_values[k][:, start:].to(self.device)[rows_t] for k in masks},
         )
+
+
+def rows_per_batch(
+    dims: Any, length: int, device: torch.device, dtype: torch.dtype, budget: int | None
+) -> int:
+    """How many rows fit one forward pass within a memory budget (bytes)."""
+    elem = torch.finfo(dtype).bits // 8
+    activations = elem * length * (10 * dims.d_model + 3 * dims.d_mlp + 4 * dims.n_heads * length)
+    per_row = activations + 16 * dims.vocab_size
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cap, budget = 512, budget or free // 2
+    else:
+        cap, budget = 64, budget or 512 * 2**20
+    return int(max(1, min(cap, budget // per_row)))

@@ -12,14 +12,16 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from ._version import __version__
+from .ablations import combine_sources
 from .architectures import architecture_for, dims_of
+from .attribution import attribution_sweep, check_method
 from .batching import BatchCost
 from .circuit import CircuitResult, complement_of
 from .components import SITES, Component
@@ -31,9 +33,11 @@ from .models import load_model, model_device
 from .prefix import BaseRun
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import Baseline, compute_readouts
+from .remote import RUNS_ON, RemoteRunner, RemoteStats, remote_mode
 from .result import PatchResult
 from .runner import Cancel, Progress, RunRequest, run
 from .sites import indices, n_heads_of, sweep_axes, target
+from .verification import Verification, verify
 
 __all__ = ["DIRECTIONS", "Experiment", "Progress"]
 
@@ -49,6 +53,9 @@ class Experiment:
     Args:
         model: an nnsight model, a transformers model (with its tokenizer, through
             ``pw.load_model``), a hub name or a local folder; loaded with ``pw.load_model``.
+            A model loaded with ``remote=True`` (or ``"local"``) runs every step that needs it
+            as nnsight requests to NDIF (or their local simulation); its sizes come from its
+            config.
         clean: the clean prompt(s); every prompt must have the same number of tokens.
         corrupted: counterfactual prompt(s), one per clean prompt and of its token length.
         answers: ``(correct, incorrect)`` answer tokens per pair (or one pair for all), each a
@@ -76,8 +83,14 @@ class Experiment:
         self.tokenizer = self.model.tokenizer
         self.arch = architecture_for(self._hf.config)
         self.dims = dims_of(self._hf.config)
-        self.device = model_device(self._hf)
+        self.remote = remote_mode(self.model)
+        # A remote model's weights stay on the server (here: the meta device); tensors built
+        # here (ids, noise) stay on the CPU and follow each layer's device over there.
+        self.device = torch.device("cpu") if self.remote else model_device(self._hf)
         self.dtype = next(self._hf.parameters()).dtype
+        served_dtype = getattr(self._hf.config, "dtype", None)
+        if self.remote is True and isinstance(served_dtype, torch.dtype):
+            self.dtype = served_dtype  # the checkpoint's dtype, as the server holds it
         clean_list = as_list(clean, "clean")
         if clean_list is None:
             raise ValueError("clean prompts are required: clean=['...']")
@@ -96,19 +109,19 @@ class Experiment:
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         self.hooks = HookPoints(self.model, self.arch, self.dims)
-        self.engine = Engine(
-            self.hooks, self.device, getattr(self.model, "_patchwidget_remote", False)
-        )
+        self.engine = Engine(self.hooks, self.device)
         self._clean_ids = torch.tensor(self.prompts.clean_ids)
         self._corrupted_ids = (
             torch.tensor(self.prompts.corrupted_ids) if self.prompts.corrupted_ids else None
         )
         answer_ids = torch.tensor(self.prompts.answer_ids, device=self.device)
         self._correct, self._incorrect = answer_ids[:, 0], answer_ids[:, 1]
-        noise = self._strategy.make_noise(
-            self.n_pairs, self.length, self.dims.d_model, self._embedding_std
-        )
-        self.noise = None if noise is None else noise.to(self.dtype)
+        self._sources: dict[tuple[str, Key], torch.Tensor] = {}
+        self._block_outputs: dict[str, BaseRun] = {}
+        self._batch_cost: BatchCost | None = None
+        self._lock = threading.Lock()
+        self._remote = RemoteRunner(self, self.remote) if self.remote else None
+        self.noise = self._make_noise()
         self._inputs = Inputs(
             clean_ids=self._clean_ids,
             corrupted_ids=self._corrupted_ids,
@@ -116,10 +129,6 @@ class Experiment:
             clean_prompts=tuple(self.prompts.clean),
             tokenize=lambda prompts: tokenize(self.tokenizer, prompts),
         )
-        self._sources: dict[tuple[str, Key], torch.Tensor] = {}
-        self._block_outputs: dict[str, BaseRun] = {}
-        self._batch_cost: BatchCost | None = None
-        self._lock = threading.Lock()
         self._baselines()
 
     # ------------------------------------------------------------------ description
@@ -130,6 +139,12 @@ class Experiment:
     @property
     def length(self) -> int:
         return self.prompts.length
+
+    @property
+    def remote_stats(self) -> RemoteStats | None:
+        """Requests sent so far, bytes returned and the last server runtime of a remote model
+        (None for a model that runs here)."""
+        return None if self._remote is None else self._remote.stats
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -148,7 +163,7 @@ class Experiment:
             "d_model": d.d_model,
             "d_head": d.d_head,
             "d_mlp": d.d_mlp,
-            "device": str(self.device),
+            "device": RUNS_ON.get(self.remote, str(self.device)),
             "dtype": str(self.dtype).removeprefix("torch."),
         }
 
@@ -214,6 +229,9 @@ class Experiment:
         on_progress: Progress | None = None,
         cancel: Cancel | None = None,
         progress: bool = True,
+        method: str = "exact",
+        qk_fix: bool = False,
+        grad_drop: bool = False,
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
         layers / heads / positions / neurons.
@@ -233,10 +251,15 @@ class Experiment:
             cancel: a ``threading.Event`` or a callable returning True to stop between forward
                 passes; the result then has ``complete=False``.
             progress: show a tqdm progress bar when the sweep takes several forward passes.
+            method: ``"exact"`` patching, or ``"attribution"``: every cell estimated to first
+                order from one gradient pass (check it with :meth:`verify`).
+            qk_fix, grad_drop: AtP*'s refinements of an attribution estimate (see
+                ``patchwidget.attribution``).
 
         Returns:
             A ``PatchResult`` with one cell per component along the site's axes.
         """
+        check_method(method, qk_fix, grad_drop)
         self._check_site(site, direction)
         if site == "head_by_pos":
             by_pos = True
@@ -255,6 +278,10 @@ class Experiment:
         ]
         labels = {a: tuple(self._label(a, v, site) for v in coords[a]) for a in axes}
         meta = {"layers": layers, "heads": heads, "positions": positions, "neurons": neurons}
+        if method == "attribution":
+            return attribution_sweep(
+                self, patch_sets, site, direction, axes, coords, labels, meta, qk_fix, grad_drop
+            )
         request = RunRequest(
             patch_sets=patch_sets,
             site=site,
@@ -268,6 +295,19 @@ class Experiment:
             progress=progress,
         )
         return run(self, request)
+
+    def verify(
+        self,
+        estimate: PatchResult,
+        top: int | None = None,
+        metric: str = "logit_diff",
+        on_progress: Callable[[int, int, Verification], None] | None = None,
+        cancel: Cancel | None = None,
+        progress: bool = True,
+    ) -> Verification:
+        """Exact patching of an attribution estimate's ``top`` largest cells (all when None),
+        largest first; the result holds both and their agreement (``.agreement(metric)``)."""
+        return verify(self, estimate, top, metric, on_progress, cancel, progress)
 
     def patch(
         self, components: Iterable[Component], direction: str = "denoising", label: str = ""
@@ -354,7 +394,15 @@ class Experiment:
         pos = None if c.pos is None else indices([c.pos], self.length, "position")[0]
         return target(self.hooks, c.site, layer=layer, head=head, pos=pos, neuron=neuron)
 
+    def _make_noise(self) -> torch.Tensor | None:
+        noise = self._strategy.make_noise(
+            self.n_pairs, self.length, self.dims.d_model, self._embedding_std
+        )
+        return None if noise is None else noise.to(self.dtype)
+
     def _embedding_std(self) -> float:
+        if self._remote is not None:
+            return self._remote.embedding_std()
         weight = self._hf.get_input_embeddings().weight
         return float(weight.detach().float().std())
 
@@ -372,6 +420,18 @@ class Experiment:
         return self.engine.forward(ids, noise, save=keys)[1]
 
     def _baselines(self) -> None:
+        if self._remote is not None:
+            self.clean_readouts, self.corrupted_readouts = self._remote.baselines()
+            for name, values in (
+                ("clean", self.clean_readouts),
+                ("corrupted", self.corrupted_readouts),
+            ):
+                if not np.isfinite(values).all():
+                    raise FloatingPointError(
+                        f"the {name} run's logits contain NaN or inf before any patching: "
+                        "check the model's dtype (float16 can overflow)"
+                    )
+            return
         clean_logits, _ = self.engine.forward(self._clean_ids)
         corrupted = self._strategy.corrupted_run(self._inputs)
         if corrupted is None:
@@ -416,7 +476,11 @@ class Experiment:
             if direction == "denoising":
                 captured = self._capture(self._clean_ids, missing)
             else:
-                captured = self._strategy.noising_sources(self._inputs, self._capture, missing)
+                recipe = self._strategy.noising_recipe(self._inputs, missing)
+                captures = [self._capture(r.ids, missing, r.noise) for r in recipe.runs]
+                captured = combine_sources(
+                    recipe.combine, captures, self.n_pairs, self.length, recipe.index
+                )
             for key, value in captured.items():
                 self._sources[(direction, key)] = value
         return {k: self._sources[(direction, k)] for k in keys}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .architectures import QKV_PER_HEAD, QKV_SEPARATE, QKV_SPLIT, Architecture, ModelDims
+from .units import from_units, to_units
 
 # Forward order inside a block; nnsight needs modules touched in this order.
 POINT_ORDER = (
@@ -119,11 +120,7 @@ class HookPoints:
         have been touched and the attention module is past the point of instrumenting.
         """
         if self._pattern_call is None:
-            attn = _path(self.block(0), self.arch.attn)
-            calls = [n for n in attn.source.names if n.startswith("attention_interface_")]
-            if not calls:
-                raise ValueError("this attention module has no attention-function call to patch")
-            self._pattern_call = calls[-1]
+            self._pattern_call = self.pattern_call_name()
             device = next(self.model._module.parameters()).device
             with (
                 torch.no_grad(),
@@ -132,6 +129,18 @@ class HookPoints:
                 for layer in range(self.dims.n_layers):
                     _ = self.envoy(self.block(layer), "pattern").output
         return self._pattern_call
+
+    def pattern_call_name(self) -> str:
+        """Name of the attention-function call, read from the source without running a trace."""
+        attn = _path(self.block(0), self.arch.attn)
+        calls = [n for n in attn.source.names if n.startswith("attention_interface_")]
+        if not calls:
+            raise ValueError("this attention module has no attention-function call to patch")
+        return calls[-1]
+
+    def attention(self, layer: int) -> Any:
+        """The attention module's envoy of a layer."""
+        return _path(self.block(layer), self.arch.attn)
 
     def read(self, envoy: Any, point: str) -> tuple[Any, torch.Tensor]:
         """(raw value, tensor) of a hook point; raw keeps tuple outputs for writing back."""
@@ -147,19 +156,10 @@ class HookPoints:
 
     # unit views ---------------------------------------------------------------------------
     def to_units(self, point: str, x: torch.Tensor) -> torch.Tensor:
-        if point == "pattern":
-            return x.transpose(1, 2)
-        if point == "neurons":
-            return x.unsqueeze(-1)
-        units = self.n_units(point)
-        if units == 1:
-            return x.unsqueeze(2)
-        return x.reshape(*x.shape[:2], units, -1)
+        return to_units(point, x, self.n_units(point))
 
     def from_units(self, point: str, u: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        if point == "pattern":
-            return u.transpose(1, 2)
-        return u.reshape(like.shape)
+        return from_units(point, u, like)
 
 
 def _path(envoy: Any, path: str) -> Any:

@@ -56,13 +56,10 @@ def trim(targets: Sequence[Target], layer: int, start: int) -> list[Target]:
     return out
 
 
-def reuse_blocker(targets: Sequence[Target], remote: bool) -> str | None:
-    """Why a patch set must run every position, or None when the prefix can be reused."""
-    if remote:
-        return (
-            "remote execution: the base run's keys and values are filled into a local cache "
-            "object in place, which a remote run neither fills nor receives"
-        )
+def reuse_blocker(targets: Sequence[Target]) -> str | None:
+    """Why a patch set must run every position, or None when the prefix can be reused.
+
+    (Remote models never get here: runner.run hands them to remote.py, and says why.)"""
     if any(t.point == "pattern" for t in targets):
         return (
             "attention-pattern patches replace whole rows of softmax weights inside nnsight's "

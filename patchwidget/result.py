@@ -67,6 +67,11 @@ class PatchResult:
         return self.readouts.shape[: len(self.axes)]
 
     @property
+    def method(self) -> str:
+        """ "exact", or "attribution" for a first-order estimate (see ``metadata["note"]``)."""
+        return self.metadata.get("method", "exact")
+
+    @property
     def n_pairs(self) -> int:
         return self.readouts.shape[-2]
 

@@ -69,21 +69,33 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
     readouts = np.full((n_sets, n_pairs, len(READOUT_FIELDS)), np.nan, dtype=np.float32)
     metadata = exp._metadata(request.site, direction, request.meta)
 
-    def result(complete: bool) -> PatchResult:
+    def _result(values: np.ndarray, complete: bool) -> PatchResult:
         return PatchResult(
             site=request.site,
             direction=direction,
             axes=request.axes,
             coords=request.coords,
             labels=request.labels,
-            readouts=readouts.reshape(*request.shape, n_pairs, -1).copy(),
+            readouts=values.reshape(*request.shape, n_pairs, -1).copy(),
             clean_readouts=exp.clean_readouts,
             corrupted_readouts=exp.corrupted_readouts,
             metadata=metadata,
             complete=complete,
         )
 
+    def result(complete: bool) -> PatchResult:
+        return _result(readouts, complete)
+
     with exp._lock:
+        if exp._remote is not None:
+            # Remote models run through nnsight session requests (remote.py); the local
+            # shortcuts below (skipping unpatched layers and, through the base run's key/value
+            # cache, unpatched positions: that cache is a local object the model fills in place,
+            # which a remote session neither fills nor sends back) need the model's activations
+            # here.
+            # shortcuts below (skipping unpatched layers, cached base-run blocks) need the
+            # model's activations here.
+            return exp._remote.run(request, lambda values, complete: _result(values, complete))
         keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
         sources = exp._source_values(direction, keys)
         changed = changed_cells(sources, base_values(exp, direction, keys))
@@ -112,7 +124,7 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
             if not np.isfinite(batch).all():
                 bad = members[int(np.argwhere(~np.isfinite(batch))[0][0])]
                 raise FloatingPointError(
-                    f"patching {_describe(request, bad)} ({direction}) "
+                    f"patching {describe(request, bad)} ({direction}) "
                     "gave NaN or inf in the model's output; nothing was plotted. Check the "
                     "model's dtype (float16 overflow?) and the corruption's scale."
                 )
@@ -131,7 +143,7 @@ def start_of(
     exp: Experiment, targets: list[Target], changed: dict[Key, torch.Tensor]
 ) -> tuple[int, int]:
     """The first layer and first position a patch set's pass must compute."""
-    if reuse_blocker(targets, exp.engine.remote) is not None:
+    if reuse_blocker(targets) is not None:
         return first_layer(targets), 0
     return first_change(targets, changed, exp.dims.n_layers, exp.length)
 
@@ -161,10 +173,6 @@ def patched_pass(
 
 def base_run(exp: Experiment, direction: str) -> BaseRun:
     """Every block's output and every layer's keys and values on the base run of a direction."""
-    if exp.engine.remote:
-        # Remote runs return only saved values; the skipped layers' outputs would travel both
-        # ways for every batch, and the key/value cache is filled locally in place.
-        return BaseRun([], None)
     if direction not in exp._block_outputs:
         run_input = exp._base_run(direction)
         cache = empty_cache()
@@ -188,9 +196,7 @@ def batch_cost_of(exp: Experiment, direction: str) -> BatchCost:
                 partial(patched_pass, exp, direction, pairs, first, start, None), exp.device
             )
 
-        exp._batch_cost = batch_cost(
-            exp.dims, length, exp.device, tokens, timer, remote=exp.engine.remote
-        )
+        exp._batch_cost = batch_cost(exp.dims, length, exp.device, tokens, timer)
         log.debug("batch cost: %s", exp._batch_cost)
     return exp._batch_cost
 
@@ -202,7 +208,8 @@ def cancelled(cancel: Cancel | None) -> bool:
     return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
 
 
-def _describe(request: RunRequest, flat: int) -> str:
+def describe(request: RunRequest, flat: int) -> str:
+    """The component at flat index ``flat`` of a request's grid, e.g. ``layer 2, head 1``."""
     index = np.unravel_index(flat, request.shape)
     return ", ".join(
         f"{a} {request.coords[a][i]}" for a, i in zip(request.axes, index, strict=True)

@@ -165,15 +165,6 @@ def test_model_on_the_meta_device_is_refused() -> None:
     assert "meta" in _message(e), _message(e)
 
 
-def test_model_split_over_devices_is_refused() -> None:
-    model = make_model("gpt2")
-    model.transformer.h[1].to("meta")
-    with pytest.raises(ValueError) as e:
-        pw.Experiment(pw.load_model(model, tokenizer=make_tokenizer()), clean=CLEAN,
-                      corrupted=CORRUPTED, answers=ANSWERS)  # fmt: skip
-    assert "meta" in _message(e), _message(e)
-
-
 def test_nan_in_the_model_outputs_is_reported() -> None:
     model = make_model("gpt2")
     with torch.no_grad():

@@ -66,7 +66,10 @@ def test_workshop(tmp_path, monkeypatch):
     new_io = text.split("denoising, strongest:")[2]
     assert new_io.split("\n")[2].split()[:2] == ["L0", "H1"]  # the IO path, new_io
     assert "both paths   (5 heads): denoising 0.9" in text
-    assert count(nb, "image/png") == 6
+    # attribution vs exact: the estimate misses the S2 mover's effect at the final position
+    agreement = text.split("180 cells verified, rank correlation ")[1]
+    assert agreement.split("\n")[1].split()[:3] == ["L1", "H3", "14:"]
+    assert count(nb, "image/png") == 7
     assert count(nb, WIDGET_VIEW) >= 1
     answers = [c for c in nb.cells if c.cell_type == "markdown" and "<summary>Answer" in c.source]
     assert len(answers) == 5
@@ -78,4 +81,7 @@ def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):
     assert "'n_layers': 2" in text and "'d_model': 768" in text  # GPT-2 small's width, 2 layers
     assert "strongest heads (denoising)" in text
     assert "6 head(s): {'denoising/circuit'" in text
-    assert count(nb, "image/png") >= 3
+    # The remote cell, through nnsight's offline simulation of NDIF: baselines + one sweep.
+    assert "runs on: nnsight's local simulation of NDIF" in text
+    assert "remote requests: 2, bytes back:" in text
+    assert count(nb, "image/png") >= 4

@@ -118,13 +118,12 @@ def test_attention_pattern_patches_run_every_position(family: str) -> None:
     assert seen and all(cached == 0 for _, cached in seen)
 
 
-def test_reuse_is_off_for_pattern_patches_and_remote_models() -> None:
+def test_reuse_is_off_for_pattern_patches() -> None:
     hooks = counterfactual("gpt2")[0].hooks
     resid = target(hooks, "resid_pre", layer=1, pos=5)
     pattern = target(hooks, "head_pattern", layer=1, head=0, pos=5)
-    assert reuse_blocker([resid], remote=False) is None
-    assert "pattern" in (reuse_blocker([resid, pattern], remote=False) or "")
-    assert "remote" in (reuse_blocker([resid], remote=True) or "")
+    assert reuse_blocker([resid]) is None
+    assert "pattern" in (reuse_blocker([resid, pattern]) or "")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from comm.base_comm import BaseComm
 from patchwidget.demo import demo_model, demo_prompts
 from patchwidget.experiment import Experiment
 from patchwidget.metrics import compute
+from patchwidget.models import load_model
 from patchwidget.widget import PatchingWidget
 
 N_PAIRS = 4
@@ -48,9 +50,26 @@ def recording_comm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
 
 
+WHERE = {"now": "here"}  # where the running test's demo model runs: "here" or "remote"
+
+
+@pytest.fixture(autouse=True, params=["here", "remote"])
+def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every protocol test runs on the demo model here and once through nnsight's local
+    simulation of remote execution, in requests of 4 patches (so progress and cancel apply)."""
+    from patchwidget import remote
+
+    monkeypatch.setattr(remote, "ROWS_PER_REQUEST", 4 * N_PAIRS)
+    monkeypatch.setitem(WHERE, "now", request.param)
+
+
 @functools.cache
+def _demo_model(where: str) -> Any:
+    return load_model(demo_model(), remote="local") if where == "remote" else demo_model()
+
+
 def _model() -> Any:
-    return demo_model()
+    return _demo_model(WHERE["now"])
 
 
 def make_widget(**kwargs: Any) -> PatchingWidget:
@@ -317,6 +336,36 @@ def test_engine_errors_become_error_replies() -> None:
     reply = final(w, 1)
     assert reply["type"] == "error" and "noising" in reply["message"]
     assert w.history[-1]["status"] == "error" and w.status == "idle"
+
+
+def test_the_model_line_says_where_the_model_runs_and_what_requests_cost() -> None:
+    w = make_widget()
+    prefix = "model (gpt2) · 3 layers × 4 heads · float32 · runs on "  # the demo's folder: model
+    assert w.model_line.startswith(prefix), w.model_line
+    send(w, {"type": "sweep", "id": 1, "site": "head", "direction": "denoising"})
+    assert final(w, 1)["type"] == "result"
+    if WHERE["now"] == "here":
+        assert w.model_line.endswith("runs on cpu") and "request" not in w.model_line
+    else:
+        requests = w.experiment._remote.stats.requests
+        assert "runs on nnsight's local simulation of NDIF" in w.model_line, w.model_line
+        assert re.search(rf"last request \d+\.\d\d s on the server \({requests} so far\)$",
+                         w.model_line), w.model_line  # fmt: skip
+
+
+def test_remote_server_errors_reach_the_widget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchwidget.remote import RemoteExecutionError
+
+    w = make_widget()
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise RemoteExecutionError("NDIF's queue is full right now: try again in a few minutes")
+
+    monkeypatch.setattr(w.experiment, "sweep", refused)
+    send(w, {"type": "sweep", "id": 1, "site": "head", "direction": "denoising"})
+    reply = final(w, 1)
+    assert reply["type"] == "error" and "queue is full" in reply["message"], reply
+    assert w.status == "idle"
 
 
 def _zero_ablation() -> Any:

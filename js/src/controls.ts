@@ -1,5 +1,6 @@
 // Toolbar: site, direction, metric, normalisation, run/cancel, progress, export buttons.
 import { Disposer, h } from "./dom";
+import { EstimateToggle } from "./estimate";
 import { METRICS, type Direction, type Metric, type ViewDirection, type ViewRequest } from "./protocol";
 import type { Store } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
@@ -16,6 +17,7 @@ export class Controls {
   private meaning: HTMLElement;
   private bar: HTMLElement;
   private progressText: HTMLElement;
+  private estimate: EstimateToggle;
 
   constructor(
     private store: Store,
@@ -35,6 +37,7 @@ export class Controls {
       ...METRICS.map((m) => h("option", { value: m, text: METRIC_LABELS[m] })),
     );
     this.normalized = h("input", { type: "checkbox", "data-testid": "pw-normalized" });
+    this.estimate = new EstimateToggle(store, d);
     this.run = h("button", { class: "pw-button pw-primary", "data-testid": "pw-run", type: "button", text: "Run" });
     this.cancel = h("button", { class: "pw-button", "data-testid": "pw-cancel", type: "button", text: "Cancel" });
     const copy = h("button", { class: "pw-button", "data-testid": "pw-copy-code", type: "button", text: "Copy code", title: "Python that reproduces this view" });
@@ -59,6 +62,7 @@ export class Controls {
         label("Direction", this.direction),
         label("Metric", this.metric),
         h("label", { class: "pw-check" }, this.normalized, h("span", { text: "normalised (1 = clean, 0 = corrupted)" })),
+        this.estimate.el,
         this.run,
         this.cancel,
         h("span", { class: "pw-spacer" }),
@@ -69,7 +73,10 @@ export class Controls {
       this.progress,
     );
 
-    d.listen(this.site, "change", () => this.store.set("site", this.site.value));
+    d.listen(this.site, "change", () => {
+      this.store.set("site", this.site.value);
+      this.estimate.propose(this.site.value);
+    });
     d.listen(this.direction, "change", () => {
       const direction = this.direction.value as ViewDirection;
       this.store.set("direction", direction);
@@ -97,6 +104,7 @@ export class Controls {
       positions: null,
       neurons: null,
       label: this.site.value,
+      method: this.estimate.method,
     };
   }
 

@@ -37,7 +37,9 @@ export function splitView(meta: ViewMeta, bytes: Bytes): Panel[] {
   const data = toFloat32(bytes);
   const base = meta.n_pairs * N_FIELDS;
   const size = cellCount(meta.shape) * base;
-  const expected = meta.directions.length * (size + 2 * base);
+  // Attribution views append per direction the estimate and a flag per cell (estimate.ts).
+  const extra = meta.method === "attribution" ? meta.directions.length * cellCount(meta.shape) * (base + 1) : 0;
+  const expected = meta.directions.length * (size + 2 * base) + extra;
   if (data.length !== expected) {
     throw new Error(`view buffer holds ${data.length} floats, expected ${expected}`);
   }

@@ -1,6 +1,7 @@
 // Canvas heatmaps (one per direction), colour bar, tooltip, mouse and keyboard.
 import { colorbarTicks, cssColor, divergingColor, formatValue, scaleMax } from "./colors";
 import { describeComponent, drillRequest } from "./drill";
+import { paintEstimated } from "./estimate";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
@@ -218,6 +219,9 @@ export class HeatmapArea {
     this.paintCells(ctx, p, grid.nRows, grid.nCols, g, dark);
     this.paintLabels(ctx, view, g);
     this.paintMarks(ctx, p, view, g);
+    const flags = view.estimate?.find((s) => s.direction === p.direction)?.exact;
+    if (flags) paintEstimated(ctx, flags, grid.nCols, g, cssVar(this.el, "--jp-ui-font-color1", "#333"));
+    p.holder.dataset.exact = flags ? JSON.stringify(Array.from(flags, (f) => (f > 0 ? 1 : 0))) : "";
   }
 
   private paintCells(ctx: CanvasRenderingContext2D, p: PanelDom, nRows: number, nCols: number, g: Geometry, dark: boolean): void {
@@ -356,6 +360,7 @@ export class HeatmapArea {
       describeComponent(comp, this.store.get("prompts")?.position_labels ?? []),
       Number.isNaN(raw) ? "not run yet" : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
+      ...(view.estimate ? [view.estimate.find((s) => s.direction === p.direction)?.exact[i] ? "exact value" : "attribution estimate (exact value pending)"] : []),
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
     if (normalized && isOutsideUnit(v)) lines.splice(2, 0, v < 0 ? "below 0: pushes towards the corrupted behaviour" : "above 1: overshoots the clean behaviour");

@@ -4,7 +4,9 @@ import { CircuitPanel } from "./circuit";
 import { Controls } from "./controls";
 import type { Bytes } from "./decode";
 import { Disposer, h } from "./dom";
+import { EstimatePanel } from "./estimate";
 import { HeatmapArea } from "./heatmap";
+import { modelLine } from "./modelline";
 import { PromptsPanel } from "./prompts";
 import type { WidgetState } from "./protocol";
 import { Store, type Topic } from "./store";
@@ -52,6 +54,8 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const prompts = new PromptsPanel(store, d);
   const heatmap = new HeatmapArea(store, d);
   const circuit = new CircuitPanel(store, d);
+  const modelInfo = modelLine(model, d);
+  const estimate = new EstimatePanel(store, d);
   const crumbs = h("nav", { class: "pw-breadcrumb", "data-testid": "pw-breadcrumb", "aria-label": "drill-down path" });
   const error = h("div", { class: "pw-error", "data-testid": "pw-error", role: "alert", hidden: true });
   const message = h("div", { class: "pw-message", "data-testid": "pw-message", role: "status" });
@@ -59,12 +63,14 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   const root = h(
     "div",
     { class: "pw-root", "data-testid": "pw-root", "data-status": store.status },
+    modelInfo,
     controls.el,
     prompts.el,
     error,
     crumbs,
     heatmap.el,
     heatmap.notes,
+    estimate.el,
     message,
     code,
     circuit.el,
@@ -104,16 +110,19 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
       case "view":
         renderCrumbs();
         heatmap.schedule();
+        estimate.update();
         renderStatus();
         break;
       case "progress":
         heatmap.schedule();
+        estimate.update();
         controls.updateStatus();
         break;
       case "settings":
         controls.updateSites();
         controls.updateSettings();
         heatmap.schedule();
+        estimate.update();
         circuit.update();
         break;
       case "circuit":
@@ -139,6 +148,7 @@ function render({ model, el }: { model: AnyModel<WidgetState>; el: HTMLElement }
   renderCrumbs();
   renderStatus();
   heatmap.update();
+  estimate.update();
   store.autoRun(controls.topRequest());
   return () => {
     d.dispose();

@@ -24,6 +24,8 @@ export interface ViewRequest {
   positions: number[] | null;
   neurons: number[] | null;
   label: string;
+  /** "attribution": the fast estimate first, then exact values (default "exact"). */
+  method?: "exact" | "attribution";
 }
 
 /** Describes the float32 buffer that travels with a view. */
@@ -43,6 +45,9 @@ export interface ViewMeta {
   done: number;
   total: number;
   eta_s: number | null;
+  /** "attribution" views carry an estimate section after the panels (see estimate.ts). */
+  method?: "exact" | "attribution";
+  note?: string;
 }
 
 export interface ComponentSpec {
@@ -86,6 +91,7 @@ export interface WidgetState {
   directions: Record<Direction, string | null>;
   prompts: PromptState;
   status: string;
+  model_line: string;
   result_meta: ViewMeta | Record<string, never>;
   result_bytes: DataView | ArrayBuffer | null;
   circuit_meta: CircuitMeta | Record<string, never>;

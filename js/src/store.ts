@@ -1,6 +1,7 @@
 // Per-model state (owned by `initialize`): requests with ids, replies, views, breadcrumb, circuit.
 import type { AnyModel } from "@anywidget/types";
 import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
+import { splitEstimate, type EstimateSection } from "./estimate";
 import { gridLayout, type GridLayout } from "./layout";
 import {
   asReply,
@@ -18,6 +19,7 @@ export interface ViewState {
   meta: ViewMeta;
   panels: Panel[];
   grid: GridLayout;
+  estimate?: EstimateSection[] | null;
 }
 
 export interface Crumb {
@@ -293,7 +295,7 @@ export class Store {
 
   private showView(meta: ViewMeta, bytes: Bytes | undefined): void {
     if (!bytes) throw new Error("view reply without data");
-    const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta) };
+    const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta), estimate: splitEstimate(meta, bytes) };
     const crumb = this.crumbs.find((c) => c.view?.meta.id === meta.id) ?? this.current;
     if (crumb) crumb.view = view;
     else this.crumbs = [{ label: meta.request.label || meta.site, request: meta.request, view }];
@@ -306,7 +308,7 @@ export class Store {
     const bytes = this.model.get("result_bytes");
     if (isFilled<ViewMeta>(meta) && bytes) {
       try {
-        const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta) };
+        const view: ViewState = { meta, panels: splitView(meta, bytes), grid: gridLayout(meta), estimate: splitEstimate(meta, bytes) };
         this.crumbs = [{ label: meta.request.label || meta.site, request: meta.request, view }];
         this.activeViewId = meta.id;
         this.nextId = Math.max(this.nextId, meta.id + 1);

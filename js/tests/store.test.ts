@@ -147,9 +147,10 @@ describe("render", () => {
     expect(el.querySelector('[data-testid="pw-note"]')?.textContent).toMatch(/outside \[0, 1\]/);
 
     const second = document.createElement("div");
-    widget.render({ model: model as never, el: second });
+    const cleanupSecond = widget.render({ model: model as never, el: second });
     expect(model.sent.filter((m) => m.type === "sweep").length).toBe(1); // no second auto-run
 
+    cleanupSecond();
     cleanup();
     expect(el.children.length).toBe(0);
     cleanupModel();

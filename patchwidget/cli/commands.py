@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .attribution_report import check_attribution_args, verify_summary
 from .quickstart import QUICKSTART_NAME, lab_command, quickstart_notebook
 from .report import summary, to_json, write_figure
 
@@ -118,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
         help='a JSON file {"clean": [...], "corrupted": [...], '
         '"answers": [["correct", "incorrect"], ...]}',
     )
+    atp = sweep.add_argument_group("attribution patching (a first-order estimate, one pass)")
+    atp.add_argument(
+        "--method",
+        default="exact",
+        choices=("exact", "attribution"),
+        help="exact patching (default) or its attribution estimate",
+    )
+    atp.add_argument("--qk-fix", action="store_true", help="AtP* QK fix (q/k sites)")
+    atp.add_argument("--grad-drop", action="store_true", help="AtP* GradDrop scores")
+    atp.add_argument(
+        "--verify",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="patch the K largest estimates exactly and print the agreement",
+    )
     where = sweep.add_argument_group("restrict the sweep (comma-separated indices)")
     for axis in ("layers", "heads", "positions", "neurons"):
         where.add_argument(f"--{axis}", type=_int_list, metavar="I,J,...", default=None)
@@ -141,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sweep.add_argument_group("model loading")
     run.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1, mps")
     run.add_argument("--dtype", default=None, help="e.g. float32, bfloat16, float16")
+    run.add_argument(
+        "--device-map",
+        default=None,
+        help="spread a large model's layers: 'auto' (GPUs, then CPU); needs accelerate",
+    )
+    run.add_argument(
+        "--remote",
+        choices=["ndif", "local"],
+        default=None,
+        help="run on NDIF (ndif; needs an API key) or through nnsight's local simulation of it",
+    )
     run.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -172,6 +200,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     out = args.out or Path(f"{args.site}.png")
     _check_outputs(out, args.json, args.save_path)
+    check_attribution_args(args)
     _quiet_loading()
     model, prompts, about = _model_and_prompts(args)
     exp = Experiment(model, **prompts, batch_size=args.batch_size)
@@ -188,12 +217,17 @@ def run_sweep(args: argparse.Namespace) -> int:
                 positions=args.positions,
                 neurons=args.neurons,
                 progress=not args.quiet,
+                method=args.method,
+                qk_fix=args.qk_fix,
+                grad_drop=args.grad_drop,
             )
         )
         seconds.append(time.perf_counter() - start)
     normalized = args.normalized and results[0].normalization_ok(args.metric)
     name = "patchwidget demo model" if args.model == "demo" else args.model
     print(summary(exp, results, seconds, args.metric, args.normalized, args.top, about, name))
+    if args.verify:
+        print(verify_summary(exp, results, args.verify, args.metric, not args.quiet))
     write_figure(results, args.metric, normalized, out)
     print(f"figure: {out}")
     if args.json:
@@ -206,6 +240,11 @@ def run_sweep(args: argparse.Namespace) -> int:
             res.save(path)
             print(f"result: {path}")
     return 0
+
+
+def _remote(args: argparse.Namespace) -> bool | str:
+    modes: dict[str | None, bool | str] = {"ndif": True, "local": "local", None: False}
+    return modes[args.remote]
 
 
 def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str]:
@@ -221,8 +260,15 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
         from ..demo import DEMO_CORRUPTIONS, demo_prompts, load_demo_hf
         from ..models import load_model
 
+        if args.remote == "ndif" or args.device_map:
+            raise CliError(
+                "the demo model is not served on NDIF and needs no device map: use --remote "
+                "local, or --model NAME"
+            )
         hf, tokenizer = load_demo_hf()
-        model = load_model(hf, tokenizer=tokenizer, device=args.device, dtype=args.dtype)
+        model = load_model(
+            hf, tokenizer=tokenizer, device=args.device, dtype=args.dtype, remote=_remote(args)
+        )
         if own is not None:
             return model, own, "your prompts on the demo model"
         corruption = args.corruption or "flip_s2"
@@ -237,7 +283,13 @@ def _model_and_prompts(args: argparse.Namespace) -> tuple[Any, dict[str, Any], s
     from ..models import load_model
 
     try:
-        model = load_model(args.model, device=args.device, dtype=args.dtype)
+        model = load_model(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            remote=_remote(args),
+            device_map=args.device_map,
+        )
     except Exception as err:  # hub, network, file and config errors come in many types
         raise CliError(f"cannot load model {args.model!r}: {_one_line(err)}") from err
     return model, own, "your prompts"

@@ -93,7 +93,10 @@ def summary(
         }[res.direction]
         size = " x ".join(str(n) for n in res.shape)
         done = "" if res.complete else " (incomplete)"
-        lines.append(f"\n{res.site} sweep, {res.direction} ({what}); {size} patches, {secs:.1f} s")
+        method = " (attribution estimate)" if res.method == "attribution" else ""
+        lines.append(
+            f"\n{res.site} sweep{method}, {res.direction} ({what}); {size} patches, {secs:.1f} s"
+        )
         lines.append(f"strongest effects ({'normalised ' if use_norm else ''}{metric}):")
         rows = strongest(res, metric, use_norm, top)
         width = max((len(r["component"]) for r in rows), default=0)
@@ -139,6 +142,7 @@ def to_json(exp: Any, results: Sequence[Any], metric: str, normalized: bool) -> 
                 "coords": {a: list(v) for a, v in res.coords.items()},
                 "labels": {a: list(v) for a, v in res.labels.items()},
                 "complete": res.complete,
+                "method": res.method,
                 "strongest": strongest(res, metric, normalized, 10),
                 "values": {
                     m: {

@@ -34,13 +34,17 @@ def view_code(
         ["denoising", "noising"] if request["direction"] == "both" else [request["direction"]]
     )
     values = f'"{metric}", normalized={normalized}'
+    attribution = request.get("method") == "attribution"
     for direction in directions:
         for name, site, extra in _sweeps(request, kv_group):
             args = [repr(site), f"direction={direction!r}", *extra]
+            args += ['method="attribution"'] if attribution else []
             var = f"{name}_{direction}" if len(directions) > 1 else name
             lines.append(f"{var} = exp.sweep({', '.join(args)})")
             lines.append(f"print({var}.values({values}))")
             lines.append(f"{var}.plot({values})")
+            if attribution:  # the estimate's largest cells, patched exactly
+                lines.append(f"print(exp.verify({var}, top=20, metric={metric!r}))")
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ from ..components import SITES
 from .handlers import HandlersMixin
 from .jobs import JobQueue
 from .messages import Limits
+from .modelline import model_line
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 
@@ -36,6 +37,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     directions = t.Dict().tag(sync=True)
     prompts = t.Dict().tag(sync=True)
     status = t.Unicode("idle").tag(sync=True)
+    model_line = t.Unicode().tag(sync=True)  # model, sizes, where it runs, last request's cost
     result_meta = t.Dict().tag(sync=True)
     result_bytes = t.Bytes(b"").tag(sync=True)
     circuit_meta = t.Dict().tag(sync=True)
@@ -86,6 +88,9 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     def _describe_experiment(self) -> None:
         exp = self.experiment
         self.info = dict(exp.info)
+        self.model_line = model_line(exp)
+        if exp._remote is not None:
+            exp._remote.on_status = self._remote_status
         available = exp.available_sites()
         self.sites = [
             {"name": name, "reason": available.get(name, "not supported"), "help": site.description}
@@ -110,6 +115,10 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             "answer_tokens": [list(a) for a in exp.answer_tokens],
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
         }
+
+    def _remote_status(self, status: str) -> None:
+        """A remote request's job status (and, once done, its server runtime) on the model line."""
+        self.model_line = model_line(self.experiment, status)
 
     def _limits(self) -> Limits:
         info = self.experiment.info

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..sites import kv_group, kv_head
 from .codegen import ExperimentSource, circuit_code, view_code
+from .estimates import run_estimate_view
 from .jobs import Job
 from .messages import (
     ComponentSpec,
@@ -111,6 +112,9 @@ class HandlersMixin:
         self._reply({"type": "superseded", "id": job.id})
 
     def _run_view(self, job: Job, request: ViewRequest, entry: dict[str, Any]) -> None:
+        if request.method == "attribution":
+            run_estimate_view(self, job, request, entry, _sweep_calls(request, self._kv_group()))
+            return
         exp = self.experiment
         view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens))
         sweeps = _sweep_calls(request, self._kv_group())

@@ -15,6 +15,7 @@ from ..metrics import METRICS
 
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")
 VIEW_KINDS = ("sweep", "head_parts")
+VIEW_METHODS = ("exact", "attribution")
 MAX_LIST = 100_000
 MAX_TEXT = 100_000
 
@@ -50,6 +51,7 @@ class ViewRequest:
     positions: tuple[int, ...] | None = None
     neurons: tuple[int, ...] | None = None
     label: str = ""
+    method: str = "exact"
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -65,6 +67,7 @@ class ViewRequest:
             "positions": list_or_none(self.positions),
             "neurons": list_or_none(self.neurons),
             "label": self.label,
+            "method": self.method,
         }
 
 
@@ -112,6 +115,7 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
         positions=_indices(msg.get("positions"), "positions", limits.n_positions),
         neurons=_indices(msg.get("neurons"), "neurons", limits.d_mlp),
         label=_text(msg.get("label", ""), "label", 200),
+        method=_choice(msg.get("method", "exact"), "method", VIEW_METHODS),
     )
     if kind == "head_parts" and (
         request.layers is None
