@@ -11,24 +11,24 @@ READOUT_FIELDS = ("logit_correct", "logit_incorrect", "lse", "kl_clean", "kl_cor
 
 @dataclass(frozen=True)
 class Baseline:
-    """A baseline run's answer-position distribution, precomputed for KL divergences against it:
-    probabilities (pairs, vocab) and their sum of ``p log p`` (pairs,)."""
+    """A baseline run's answer-position distribution, precomputed for KL divergences against it
+    (not ``exp()`` of its log-probabilities in every batch): log-probabilities and probabilities
+    (pairs, vocab)."""
 
+    logprobs: torch.Tensor
     probs: torch.Tensor
-    plogp: torch.Tensor
 
     @classmethod
     def of(cls, logits: torch.Tensor) -> Baseline:
         logprobs = torch.log_softmax(logits.float(), -1)
-        probs = logprobs.exp()
-        return cls(probs, (probs * logprobs).sum(-1))
+        return cls(logprobs, logprobs.exp())
 
     def rows(self, index: torch.Tensor) -> Baseline:
-        return Baseline(self.probs[index], self.plogp[index])
+        return Baseline(self.logprobs[index], self.probs[index])
 
     def kl_to(self, logprobs: torch.Tensor) -> torch.Tensor:
         """KL(baseline || patched) per row, in nats."""
-        return self.plogp - (self.probs * logprobs).sum(-1)
+        return (self.probs * (self.logprobs - logprobs)).sum(-1)
 
 
 def compute_readouts(
