@@ -2,12 +2,14 @@
 
 from ._version import __version__
 from .architectures import Architecture, register_architecture
+from .attention import AttentionPatterns
 from .circuit import CircuitResult
 from .components import SITES, Component
 from .corruptions import GaussianNoise, MeanAblation, ResampleAblation, ZeroAblation
 from .experiment import Experiment
 from .metrics import METRICS
 from .models import load_model
+from .paths import Path
 from .readouts import READOUT_FIELDS
 from .remote import RemoteExecutionError
 from .result import LabeledArray, PatchResult
@@ -17,6 +19,7 @@ __all__ = [
     "READOUT_FIELDS",
     "SITES",
     "Architecture",
+    "AttentionPatterns",
     "CircuitResult",
     "Component",
     "Experiment",
@@ -24,6 +27,7 @@ __all__ = [
     "LabeledArray",
     "MeanAblation",
     "PatchResult",
+    "Path",
     "RemoteExecutionError",
     "ResampleAblation",
     "ZeroAblation",

@@ -20,6 +20,7 @@ class CircuitResult:
     components: tuple[Component, ...]
     complement_size: int
     results: dict[tuple[str, str], PatchResult]
+    complement_note: str | None = None  # why the complement was not patched (mixed kinds)
 
     @property
     def size(self) -> int:
@@ -44,6 +45,33 @@ class CircuitResult:
             df["size"] = self.size if which == "circuit" else self.complement_size
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
+
+
+def site_kind(c: Component) -> tuple[str, bool, bool, bool]:
+    """A component's granularity: its site, and whether it names a position, head and neuron."""
+    return (c.site, c.pos is not None, c.head is not None, c.neuron is not None)
+
+
+def mixed_kinds_note(components: Sequence[Component]) -> str | None:
+    """Why a circuit mixing granularities gets no complement; None when it has one kind.
+
+    The complement is defined per kind (every other component of that kind). Patching every
+    other component of every kind at once is no complement: a residual-stream cell carries all
+    that was written before it, so the union overwrites nearly the whole run and reads ~100 %.
+    """
+    kinds = list(dict.fromkeys(site_kind(c) for c in components))
+    if len(kinds) <= 1:
+        return None
+    names = ", ".join(
+        site + (" by position" if pos and site.startswith("head") and site != "head_by_pos" else "")
+        for site, pos, *_ in kinds
+    )
+    return (
+        f"the circuit mixes component kinds ({names}): a complement is defined per kind "
+        "(every other component of that kind), and all kinds' complements at once would "
+        "overwrite nearly the whole run, so none was patched; check one kind at a time for "
+        "its complement"
+    )
 
 
 def complement_of(components: Sequence[Component], dims: ModelDims, length: int) -> list[Component]:

@@ -41,6 +41,7 @@ SITES: dict[str, Site] = {
 }
 
 HEAD_PART_SITES = ("head_q", "head_k", "head_v", "head_pattern")
+RECEIVER_ONLY_SITES = ("mlp_in",)  # a path-patching receiver: the input of a layer's MLP
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Component:
     neuron: int | None = None
 
     def __post_init__(self) -> None:
-        if self.site not in SITES:
+        if self.site not in SITES and self.site not in RECEIVER_ONLY_SITES:
             raise ValueError(f"unknown site {self.site!r}; valid sites: {', '.join(SITES)}")
         needs_head = self.site.startswith("head")
         if needs_head and self.head is None:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -21,15 +22,17 @@ import torch
 from ._version import __version__
 from .ablations import combine_sources
 from .architectures import architecture_for, dims_of
+from .attention import AttentionPatterns, attention_patterns
 from .attribution import attribution_sweep, check_method
 from .batching import BatchCost
-from .circuit import CircuitResult, complement_of
+from .circuit import CircuitResult, complement_of, mixed_kinds_note
 from .components import SITES, Component
 from .corruptions import DIRECTIONS, Corruption, Inputs, RunInput, strategy_for
 from .engine import Engine
 from .hookpoints import HookPoints, Key, Target
 from .jsondata import jsonable
 from .models import load_model, model_device
+from .paths import Path, Receiver, patch_paths, path_patch, path_sweep
 from .prefix import BaseRun
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
 from .readouts import Baseline, compute_readouts
@@ -232,6 +235,7 @@ class Experiment:
         method: str = "exact",
         qk_fix: bool = False,
         grad_drop: bool = False,
+        receivers: Iterable[Receiver] | None = None,
     ) -> PatchResult:
         """Exploratory patching: one patch per component of ``site``, restricted to the given
         layers / heads / positions / neurons.
@@ -255,10 +259,22 @@ class Experiment:
                 order from one gradient pass (check it with :meth:`verify`).
             qk_fix, grad_drop: AtP*'s refinements of an attribution estimate (see
                 ``patchwidget.attribution``).
+            receivers: path patching (see ``patchwidget.paths``): each component is a sender
+                whose patched output reaches only these (sites head, head_by_pos, attn_out,
+                mlp_out).
 
         Returns:
             A ``PatchResult`` with one cell per component along the site's axes.
         """
+        if receivers is not None:
+            if method != "exact":
+                raise ValueError(
+                    "path patching (receivers=...) is exact only: drop method=" + repr(method)
+                )
+            return path_sweep(
+                self, site, direction, receivers, layers, heads, positions,
+                on_progress, cancel, progress,
+            )  # fmt: skip
         check_method(method, qk_fix, grad_drop)
         self._check_site(site, direction)
         if site == "head_by_pos":
@@ -310,7 +326,11 @@ class Experiment:
         return verify(self, estimate, top, metric, on_progress, cancel, progress)
 
     def patch(
-        self, components: Iterable[Component], direction: str = "denoising", label: str = ""
+        self,
+        components: Iterable[Component],
+        direction: str = "denoising",
+        label: str = "",
+        receivers: Iterable[Receiver] | None = None,
     ) -> PatchResult:
         """Confirmatory patching: every component patched at once, in one run per pair.
 
@@ -318,10 +338,14 @@ class Experiment:
             components: the ``pw.Component`` s patched together.
             direction: ``"denoising"`` or ``"noising"`` (see :meth:`sweep`).
             label: the patch's name in the result (default: the components' labels joined).
+            receivers: path patching: the components are senders whose patched output reaches
+                only these (see :meth:`sweep`).
 
         Returns:
             A ``PatchResult`` with a single cell on the axis ``patch``.
         """
+        if receivers is not None:
+            return path_patch(self, components, direction, receivers, label)
         components = list(components)
         targets = []
         for c in components:
@@ -341,6 +365,17 @@ class Experiment:
         )
         return run(self, request)
 
+    def patch_paths(
+        self, paths: Iterable[Path], direction: str = "denoising", label: str = ""
+    ) -> PatchResult:
+        """Confirmatory path patching of edges ``pw.Path(sender, receiver)`` at once: each
+        receiver sees exactly the senders of its own edges patched."""
+        return patch_paths(self, paths, direction, label)
+
+    def attention(self, layer: int, head: int) -> AttentionPatterns:
+        """Where query head ``head`` of ``layer`` looks, on the clean and corrupted prompts."""
+        return attention_patterns(self, layer, head)
+
     def circuit(self, components: Iterable[Component]) -> CircuitResult:
         """Patch a hypothesised circuit and its complement, in every direction the corruption
         allows.
@@ -348,18 +383,25 @@ class Experiment:
         Args:
             components: the circuit's ``pw.Component`` s; the complement is every other
                 component at the same granularity (site, head/neuron axis, position or not).
+                A circuit mixing granularities gets no complement (a warning and
+                ``complement_note`` say why): only the circuit itself is patched.
         """
         components = list(components)
-        complement = complement_of(components, self.dims, self.length)
+        note = mixed_kinds_note(components)
+        complement = [] if note else complement_of(components, self.dims, self.length)
+        parts_of = [("circuit", components)] + ([] if note else [("complement", complement)])
         results = {
             (d, which): self.patch(parts, d, label=which)
             for d in self.directions
-            for which, parts in (("circuit", components), ("complement", complement))
+            for which, parts in parts_of
         }
+        if note:
+            warnings.warn(f"no complement: {note}", UserWarning, stacklevel=2)
         return CircuitResult(
             components=tuple(components),
             complement_size=len(complement),
             results=results,
+            complement_note=note,
         )
 
     # ------------------------------------------------------------------ internals

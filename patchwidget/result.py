@@ -138,19 +138,27 @@ class PatchResult:
         return pd.DataFrame(columns)
 
     def plot(
-        self, metric: str = "logit_diff", normalized: bool = True, ax: Any = None, title: str = ""
+        self,
+        metric: str = "logit_diff",
+        normalized: bool = True,
+        ax: Any = None,
+        title: str = "",
+        scale: str | float = "auto",
     ) -> Any:
-        """A matplotlib heatmap (diverging, centred on 0, never clipped); returns the figure.
+        """A matplotlib heatmap (diverging, centred on 0) titled with its largest effect;
+        returns the figure. Values beyond the colour scale are circled.
 
         Args:
             metric: a name from ``pw.METRICS``.
             normalized: plot normalised values (see :meth:`values`).
             ax: a matplotlib axes to draw into (default: a new figure).
             title: the plot's title (default: site, direction and metric).
+            scale: ``"auto"`` (±1 = the whole gap when normalised, else the largest |value|),
+                ``"gap"``, ``"fit"`` or a positive number.
         """
         from .plotting import plot_result
 
-        return plot_result(self, metric, normalized, ax=ax, title=title)
+        return plot_result(self, metric, normalized, ax=ax, title=title, scale=scale)
 
     def save(self, path: str | Path) -> Path:
         """Write to the ``.npz`` file ``path`` (returned); load with ``PatchResult.load``."""

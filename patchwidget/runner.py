@@ -171,6 +171,11 @@ def patched_pass(
     return exp.engine.forward(ids, noise, plan, skip=skip, cache=cache)[0]
 
 
+def base_blocks(exp: Experiment, direction: str) -> list[Any]:
+    """Every block's output on the base run of a direction (to skip unpatched layers)."""
+    return base_run(exp, direction).blocks
+
+
 def base_run(exp: Experiment, direction: str) -> BaseRun:
     """Every block's output and every layer's keys and values on the base run of a direction."""
     if direction not in exp._block_outputs:

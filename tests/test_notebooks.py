@@ -66,13 +66,19 @@ def test_workshop(tmp_path, monkeypatch):
     new_io = text.split("denoising, strongest:")[2]
     assert new_io.split("\n")[2].split()[:2] == ["L0", "H1"]  # the IO path, new_io
     assert "both paths   (5 heads): denoising 0.9" in text
+    # part 6, paths: logits <- MLP L1 @14 <- L1H3 (values at S2); measured with 16 pairs
+    assert "MLPs at position 14 -> logits: L0 0.00, L1 0.52, L2 0.28" in text
+    assert "strongest: L1H3 0.54" in text  # what feeds MLP L1's input at position 14
+    assert "L1H3 at position 14 attends to 10:" in text
+    assert "denoising: L1H3's three paths 0.88, the whole head 0.89" in text
+    assert "noising: L1H3's three paths 0.15, the whole head 0.14" in text
     # attribution vs exact: the estimate misses the S2 mover's effect at the final position
     agreement = text.split("180 cells verified, rank correlation ")[1]
     assert agreement.split("\n")[1].split()[:3] == ["L1", "H3", "14:"]
     assert count(nb, "image/png") == 7
     assert count(nb, WIDGET_VIEW) >= 1
     answers = [c for c in nb.cells if c.cell_type == "markdown" and "<summary>Answer" in c.source]
-    assert len(answers) == 5
+    assert len(answers) == 6
 
 
 def test_gpt2_ioi_runs_on_the_offline_stand_in(tmp_path, monkeypatch):

@@ -212,7 +212,7 @@ def test_head_parts_view_stacks_q_k_v_pattern() -> None:
     meta = w.result_meta
     assert meta["axes"] == ["site", "pos"]
     assert meta["coords"]["site"] == ["head_q", "head_k", "head_v", "head_pattern"]
-    assert meta["fixed"] == {"layer": 2, "head": 1}
+    assert meta["fixed"] == {"layer": 2, "head": 1, "kv_head": 1}
     assert meta["shape"] == [4, len(w.experiment.position_labels)]
     assert np.isfinite(decode(meta, w.result_bytes)["noising"]["readouts"]).all()
     assert len(w.results) == 4
@@ -420,7 +420,7 @@ def test_circuit_checks_circuit_and_complement_in_both_directions() -> None:
     w = make_widget()
     components = [
         {"site": "head", "layer": 2, "head": 1},
-        {"site": "resid_pre", "layer": 1, "pos": 10},
+        {"site": "head", "layer": 1, "head": 0},
     ]
     send(w, {"type": "circuit", "id": 1, "components": components})
     assert final(w, 1)["type"] == "circuit_result"

@@ -25,6 +25,7 @@ export class CircuitPanel {
   readonly el: HTMLElement;
   private list: HTMLElement;
   private patch: HTMLButtonElement;
+  private copy: HTMLButtonElement;
   private result: HTMLElement;
 
   constructor(
@@ -34,17 +35,19 @@ export class CircuitPanel {
     this.list = h("ul", { class: "pw-circuit-list", "data-testid": "pw-circuit-list" });
     this.patch = h("button", { class: "pw-button", "data-testid": "pw-patch-circuit", type: "button", text: "Patch circuit" });
     const clear = h("button", { class: "pw-button", type: "button", text: "Clear" });
+    this.copy = h("button", { class: "pw-button", "data-testid": "pw-copy-circuit-code", type: "button", text: "Copy code", title: "Python that checks this circuit" });
     this.result = h("div", { class: "pw-circuit-result", "data-testid": "pw-circuit-result" });
     this.el = h(
       "section",
       { class: "pw-circuit" },
       h("div", { class: "pw-row" }, h("strong", { text: "Circuit" }), h("span", { class: "pw-hint", text: "shift-click cells (or Shift+Enter) to collect components" })),
       this.list,
-      h("div", { class: "pw-row" }, this.patch, clear),
+      h("div", { class: "pw-row" }, this.patch, clear, this.copy),
       this.result,
     );
     d.listen(this.patch, "click", () => this.store.patchCircuit());
-    d.listen(clear, "click", () => this.store.set("circuit", []));
+    d.listen(clear, "click", () => this.store.setCircuit([]));
+    d.listen(this.copy, "click", () => this.store.copyCircuitCode());
     d.listen<MouseEvent>(this.list, "click", (e) => {
       const key = (e.target as HTMLElement).closest<HTMLElement>("[data-remove]")?.dataset.remove;
       const comp = this.store.get("circuit").find((c) => componentKey(c) === key);
@@ -66,6 +69,7 @@ export class CircuitPanel {
       ),
     );
     this.patch.disabled = circuit.length === 0;
+    this.copy.disabled = circuit.length === 0;
     this.renderResult();
   }
 
@@ -76,9 +80,10 @@ export class CircuitPanel {
       return;
     }
     const metric = this.store.get("metric");
+    const note = res.meta.complement_note ?? null;
     const cell = (direction: string, which: string) => {
       const e = res.entries.find((x) => x.direction === direction && x.which === which);
-      if (!e) return h("td", { text: "–" });
+      if (!e) return h("td", { text: which === "complement" && note ? "not defined" : "–", title: which === "complement" && note ? note : undefined });
       const { fraction, raw } = circuitFraction(e, metric, res.meta.n_pairs);
       return h(
         "td",
@@ -100,6 +105,7 @@ export class CircuitPanel {
           h("tr", {}, h("th", { text: "complement" }), cell("denoising", "complement"), cell("noising", "complement")),
         ),
       ),
+      h("p", { class: "pw-complement-note", "data-testid": "pw-complement-note", hidden: !note, text: note ? `No complement: ${note}.` : "" }),
       h("p", { class: "pw-hint", text: "A good circuit: restoring it recovers most of the behaviour (denoising), and corrupting everything else keeps most of it (noising, complement)." }),
     );
   }

@@ -1,7 +1,7 @@
 // Toolbar: site, direction, metric, normalisation, run/cancel, progress, export buttons.
 import { Disposer, h } from "./dom";
 import { EstimateToggle } from "./estimate";
-import { METRICS, type Direction, type Metric, type ViewDirection, type ViewRequest } from "./protocol";
+import { METRICS, type Direction, type Metric, type ViewDirection } from "./protocol";
 import type { Store } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
 
@@ -41,7 +41,8 @@ export class Controls {
     this.run = h("button", { class: "pw-button pw-primary", "data-testid": "pw-run", type: "button", text: "Run" });
     this.cancel = h("button", { class: "pw-button", "data-testid": "pw-cancel", type: "button", text: "Cancel" });
     const copy = h("button", { class: "pw-button", "data-testid": "pw-copy-code", type: "button", text: "Copy code", title: "Python that reproduces this view" });
-    const save = h("button", { class: "pw-button", "data-testid": "pw-save-figure", type: "button", text: "Save figure", title: "PNG next to the notebook" });
+    const save = h("button", { class: "pw-button", "data-testid": "pw-save-figure", type: "button", text: "Save figure", title: "the view on screen as a PNG next to the notebook" });
+    const csv = h("button", { class: "pw-button", "data-testid": "pw-export-csv", type: "button", text: "Export CSV", title: "the view on screen as a table: a row per cell and pair, a column per metric" });
     this.meaning = h("div", { class: "pw-direction-help" });
     this.bar = h("div", { class: "pw-progress-fill" });
     this.progressText = h("span", { class: "pw-progress-text" });
@@ -63,49 +64,31 @@ export class Controls {
         label("Metric", this.metric),
         h("label", { class: "pw-check" }, this.normalized, h("span", { text: "normalised (1 = clean, 0 = corrupted)" })),
         this.estimate.el,
-        this.run,
-        this.cancel,
+        h("span", { class: "pw-actions" }, this.run, this.cancel),
         h("span", { class: "pw-spacer" }),
-        copy,
-        save,
+        h("span", { class: "pw-exports" }, copy, save, csv),
       ),
       this.meaning,
       this.progress,
     );
 
+    // Site and direction changes rerun through Store.settingChanged (also when set from Python);
+    // a site whose sweep would be long proposes the fast estimate first.
     d.listen(this.site, "change", () => {
-      this.store.set("site", this.site.value);
       this.estimate.propose(this.site.value);
+      this.store.set("site", this.site.value);
     });
-    d.listen(this.direction, "change", () => {
-      const direction = this.direction.value as ViewDirection;
-      this.store.set("direction", direction);
-      this.store.rerunIn(direction, this.topRequest());
-    });
+    d.listen(this.direction, "change", () => this.store.set("direction", this.direction.value as ViewDirection));
     d.listen(this.metric, "change", () => this.store.set("metric", this.metric.value as Metric));
     d.listen(this.normalized, "change", () => this.store.set("normalized", this.normalized.checked));
-    d.listen(this.run, "click", () => this.store.runView(this.topRequest(), false));
+    d.listen(this.run, "click", () => this.store.runView(this.store.topRequest(), false));
     d.listen(this.cancel, "click", () => this.store.cancel());
     d.listen(copy, "click", () => this.store.copyCode());
-    d.listen(save, "click", () => this.store.saveFigure());
+    d.listen(save, "click", () => this.store.saveView("save_figure"));
+    d.listen(csv, "click", () => this.store.saveView("export_csv"));
     this.updateSites();
     this.updateSettings();
     this.updateStatus();
-  }
-
-  /** A sweep of the chosen site over everything, in the chosen direction. */
-  topRequest(): ViewRequest {
-    return {
-      kind: "sweep",
-      site: this.site.value,
-      direction: this.direction.value as ViewDirection,
-      layers: null,
-      heads: null,
-      positions: null,
-      neurons: null,
-      label: this.site.value,
-      method: this.estimate.method,
-    };
   }
 
   updateSites(): void {

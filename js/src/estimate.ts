@@ -138,7 +138,10 @@ export class EstimateToggle {
       h("span", { text: "fast estimate" }),
       this.hint,
     );
-    d.listen(this.box, "change", () => (this.hint.textContent = ""));
+    d.listen(this.box, "change", () => {
+      this.hint.textContent = "";
+      this.store.method = this.method;
+    });
   }
 
   get method(): "exact" | "attribution" {
@@ -156,6 +159,7 @@ export class EstimateToggle {
       this.box.checked = false;
       this.hint.textContent = "";
     }
+    this.store.method = this.method;
   }
 }
 

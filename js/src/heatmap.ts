@@ -1,12 +1,17 @@
-// Canvas heatmaps (one per direction), colour bar, tooltip, mouse and keyboard.
-import { colorbarTicks, cssColor, divergingColor, formatValue, scaleMax } from "./colors";
-import { describeComponent, drillRequest } from "./drill";
+// Heatmap panels (one per direction) with legends, the shared colour bar and scale control,
+// tooltip, mouse and keyboard. Painting itself lives in paint.ts.
+import { formatValue } from "./colors";
+import { describeComponent, drillOptions, drillRequest } from "./drill";
 import { paintEstimated } from "./estimate";
+import { pathStep } from "./paths";
 import { Disposer, h } from "./dom";
 import { cellAt, gridGeometry, type Geometry } from "./layout";
 import { baselines, computeCells, meanOverPairs, type Baselines } from "./metrics";
 import { guidanceNotes, isOutsideUnit } from "./notes";
+import { paintColorbar, paintPanel, type Theme } from "./paint";
+import { pairDiffs, pairPositionLabels } from "./prompts";
 import { N_FIELDS, type ComponentSpec, type Direction } from "./protocol";
+import { baseValue, beyondScale, displayValues, effectText, largestEffect, mattersText, scaleFor, type ScaleMode } from "./scale";
 import type { Store, ViewState } from "./store";
 import { DIRECTION_MEANING, DIRECTION_TITLES, METRIC_LABELS } from "./text";
 
@@ -15,19 +20,29 @@ interface PanelDom {
   root: HTMLElement;
   holder: HTMLElement;
   canvas: HTMLCanvasElement;
+  matters: HTMLElement;
+  effect: HTMLElement;
   caption: HTMLElement;
+  /** Metric values (normalised when the view is), and the values as shown (drop applied). */
+  norm: Float64Array;
   values: Float64Array;
   base: Baselines;
   geom: Geometry | null;
   focus: { r: number; c: number } | null;
+  /** Listeners of this panel only: removed when the panels are rebuilt. */
+  d: Disposer;
 }
 
-function isDark(el: HTMLElement): boolean {
-  return document.body?.dataset.jpThemeLight === "false" || el.closest("[data-jp-theme-light='false']") !== null;
-}
+const COLORBAR_MIN = 80;
+const COLORBAR_MAX = 220;
 
 function cssVar(el: HTMLElement, name: string, fallback: string): string {
   return getComputedStyle(el).getPropertyValue(name).trim() || fallback;
+}
+
+/** The browser tests ask for every cell value in the DOM with `data-pw-test-values` on <body>. */
+function testValuesWanted(): boolean {
+  return typeof document !== "undefined" && document.body?.dataset.pwTestValues === "1";
 }
 
 export class HeatmapArea {
@@ -36,23 +51,49 @@ export class HeatmapArea {
   private panelsEl: HTMLElement;
   private legend: HTMLElement;
   private colorbar: HTMLCanvasElement;
+  private scaleText: HTMLElement;
+  private scaleSelect: HTMLSelectElement;
+  private drop: HTMLInputElement;
+  private dropLabel: HTMLElement;
   private tooltip: HTMLElement;
   private empty: HTMLElement;
   private panels: PanelDom[] = [];
   private max = 1;
   private frame = 0;
+  private refocus = false;
 
   constructor(
     private store: Store,
-    private d: Disposer,
+    d: Disposer,
   ) {
     this.tooltip = h("div", { class: "pw-tooltip", "data-testid": "pw-tooltip", role: "status", hidden: true });
     this.panelsEl = h("div", { class: "pw-panels" });
-    this.colorbar = h("canvas", { class: "pw-colorbar", width: 56, height: 220 });
-    this.legend = h("div", { class: "pw-legend" }, this.colorbar);
-    this.empty = h("div", { class: "pw-empty", text: "Choose a site and press Run to sweep it." });
+    this.colorbar = h("canvas", { class: "pw-colorbar", "data-testid": "pw-colorbar" });
+    this.scaleText = h("div", { class: "pw-scale-text", "data-testid": "pw-scale-text" });
+    this.scaleSelect = h(
+      "select",
+      { "data-testid": "pw-scale", "aria-label": "colour scale" },
+      h("option", { value: "gap", text: "whole gap (±1)" }),
+      h("option", { value: "fit", text: "fit to data" }),
+      h("option", { value: "locked", text: "lock this scale" }),
+    );
+    this.drop = h("input", { type: "checkbox", "data-testid": "pw-drop" });
+    this.dropLabel = h("label", { class: "pw-check", title: "show noising as 1 − normalised, so that important cells are red in both panels" }, this.drop, h("span", { text: "noising as drop from clean" }));
+    this.legend = h(
+      "div",
+      { class: "pw-legend" },
+      h("label", { class: "pw-field" }, h("span", { text: "Scale" }), this.scaleSelect),
+      this.colorbar,
+      this.scaleText,
+      this.dropLabel,
+    );
+    this.empty = h("div", { class: "pw-empty", "data-testid": "pw-empty", text: "Sweeping… the map appears here as patches finish." });
     this.notes = h("ul", { class: "pw-notes", "data-testid": "pw-note" });
-    this.el = h("div", { class: "pw-heatmap-area" }, this.empty, h("div", { class: "pw-plot" }, this.panelsEl, this.legend), this.tooltip);
+    this.el = h("div", { class: "pw-heatmap-area", tabindex: -1 }, this.empty, h("div", { class: "pw-plot" }, this.panelsEl, this.legend), this.tooltip);
+    d.listen(this.scaleSelect, "change", () => this.store.setScale(this.scaleSelect.value as ScaleMode, this.max));
+    d.listen(this.drop, "change", () => this.store.setDrop(this.drop.checked));
+    d.add(() => this.clearPanels());
+    d.add(() => this.cancelFrame());
     if (typeof ResizeObserver !== "undefined") {
       const observer = new ResizeObserver(() => this.schedule());
       observer.observe(this.el);
@@ -76,35 +117,58 @@ export class HeatmapArea {
     });
   }
 
+  private cancelFrame(): void {
+    if (!this.frame) return;
+    if (typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.frame);
+    clearTimeout(this.frame);
+    this.frame = 0;
+  }
+
   update(): void {
     const view = this.store.current?.view ?? null;
-    this.empty.hidden = view !== null;
+    this.empty.hidden = view !== null || !this.store.current;
     this.legend.hidden = view === null;
     if (!view) {
-      this.panelsEl.replaceChildren();
-      this.panels = [];
+      this.clearPanels();
       this.renderNotes([], []);
       return;
     }
     const metric = this.store.get("metric");
     const normalized = this.store.get("normalized");
+    const drop = this.store.noisingAsDrop;
     this.syncPanels(view);
     for (const p of this.panels) {
       const data = view.panels.find((x) => x.direction === p.direction)!;
-      p.values = computeCells(metric, normalized, data.readouts, data.clean, data.corrupted, view.meta.n_pairs);
+      p.norm = computeCells(metric, normalized, data.readouts, data.clean, data.corrupted, view.meta.n_pairs);
+      p.values = displayValues(p.norm, p.direction, normalized, drop);
       p.base = baselines(metric, data.clean, data.corrupted, view.meta.n_pairs);
     }
-    this.max = scaleMax(this.panels.map((p) => p.values));
+    const scale = scaleFor(this.store.scale, normalized, this.panels.map((p) => p.values));
+    this.max = scale.max;
     const width = this.panelsEl.clientWidth || 640;
     const each = this.panels.length > 1 ? Math.max(240, (width - 16) / 2) : width;
     for (const p of this.panels) this.draw(p, view, each);
-    this.drawColorbar(normalized);
-    this.renderNotes(this.panels.map((p) => p.values), this.panels.map((p) => p.base));
+    this.renderLegend(view, scale.label, normalized);
+    this.renderNotes(this.panels.map((p) => p.norm), this.panels.map((p) => p.base));
+    if (this.refocus && this.panels.length) {
+      this.refocus = false;
+      const p = this.panels[0];
+      p.focus = p.focus ?? { r: 0, c: 0 };
+      p.canvas.focus();
+      this.draw(p, view, p.geom ? p.geom.width : each);
+    }
+  }
+
+  private clearPanels(): void {
+    for (const p of this.panels) p.d.dispose();
+    this.panels = [];
+    this.panelsEl.replaceChildren();
   }
 
   private syncPanels(view: ViewState): void {
     const dirs = view.meta.directions;
     if (this.panels.length === dirs.length && this.panels.every((p, i) => p.direction === dirs[i])) return;
+    this.clearPanels();
     this.panels = dirs.map((direction) => this.makePanel(direction));
     this.panelsEl.replaceChildren(...this.panels.map((p) => p.root));
   }
@@ -118,35 +182,39 @@ export class HeatmapArea {
       "aria-label": `${DIRECTION_TITLES[direction]} heatmap: arrow keys move, Enter drills down, Shift+Enter adds to the circuit`,
     });
     const holder = h("div", { class: "pw-heatmap", "data-testid": "pw-heatmap", "data-direction": direction }, canvas);
+    const matters = h("div", { class: "pw-matters", "data-testid": "pw-matters" });
+    const effect = h("div", { class: "pw-effect", "data-testid": "pw-largest-effect" });
     const caption = h("div", { class: "pw-caption" });
     const root = h(
       "figure",
       { class: "pw-panel" },
-      h("figcaption", { title: DIRECTION_MEANING[direction] }, h("strong", { text: DIRECTION_TITLES[direction] })),
+      h("figcaption", { title: DIRECTION_MEANING[direction] }, h("strong", { text: DIRECTION_TITLES[direction] }), matters),
       holder,
+      effect,
       caption,
     );
-    const p: PanelDom = { direction, root, holder, canvas, caption, values: new Float64Array(), base: { clean: NaN, corrupted: NaN }, geom: null, focus: null };
+    const d = new Disposer();
+    const p: PanelDom = { direction, root, holder, canvas, matters, effect, caption, norm: new Float64Array(), values: new Float64Array(), base: { clean: NaN, corrupted: NaN }, geom: null, focus: null, d };
     const cellOf = (e: MouseEvent) => {
       const rect = canvas.getBoundingClientRect();
       const view = this.store.current?.view;
       if (!p.geom || !view) return null;
       return cellAt(e.clientX - rect.left, e.clientY - rect.top, p.geom, view.grid.nRows, view.grid.nCols);
     };
-    this.d.listen<MouseEvent>(canvas, "mousemove", (e) => {
+    d.listen<MouseEvent>(canvas, "mousemove", (e) => {
       const cell = cellOf(e);
       if (cell) this.showTooltip(p, cell.r, cell.c);
       else this.hideTooltip();
     });
-    this.d.listen(canvas, "mouseleave", () => this.hideTooltip());
-    this.d.listen<MouseEvent>(canvas, "click", (e) => {
+    d.listen(canvas, "mouseleave", () => this.hideTooltip());
+    d.listen<MouseEvent>(canvas, "click", (e) => {
       const cell = cellOf(e);
       if (!cell) return;
       p.focus = cell;
       this.activate(cell.r, cell.c, e.shiftKey);
     });
-    this.d.listen<KeyboardEvent>(canvas, "keydown", (e) => this.onKey(p, e));
-    this.d.listen(canvas, "blur", () => this.hideTooltip());
+    d.listen<KeyboardEvent>(canvas, "keydown", (e) => this.onKey(p, e));
+    d.listen(canvas, "blur", () => this.hideTooltip());
     return p;
   }
 
@@ -163,6 +231,7 @@ export class HeatmapArea {
     } else if (e.key === "Enter") {
       p.focus = f;
       this.activate(f.r, f.c, e.shiftKey);
+      if (!e.shiftKey) return;
     } else if (e.key === "Escape") {
       this.hideTooltip();
       return;
@@ -178,33 +247,60 @@ export class HeatmapArea {
     const view = this.store.current?.view;
     if (!view) return;
     const comp = view.grid.component(r, c);
+    this.store.pick(comp, view.meta.request);
     if (addToCircuit) {
-      this.store.toggleCircuit(comp);
+      this.store.toggleCircuit(pathStep(comp, view.meta.request) ?? comp);
       return;
     }
-    const next = drillRequest(comp, view.meta.request.direction, this.store.get("sites"));
-    if (typeof next === "string") this.store.note(next);
-    else this.store.runView(next, true);
+    const sites = this.store.get("sites");
+    const nLayers = Number(this.store.get("info")?.n_layers ?? Infinity);
+    const next = drillRequest(comp, view.meta.request.direction, sites, nLayers);
+    if (typeof next === "string") {
+      this.store.note(next);
+      return;
+    }
+    // Keep keyboard focus in the widget while the finer map runs, then on its first panel.
+    this.refocus = true;
+    this.el.focus();
+    this.store.runView(next, true, drillOptions(comp, view.meta.request.direction, sites, nLayers));
+  }
+
+  private theme(): Theme {
+    const el = this.el;
+    const dark = document.body?.dataset.jpThemeLight === "false" || el.closest("[data-jp-theme-light='false']") !== null;
+    return {
+      dark,
+      fg: cssVar(el, "--jp-ui-font-color1", dark ? "#ddd" : "#333"),
+      strong: cssVar(el, "--jp-ui-font-color0", dark ? "#fff" : "#111"),
+      accent: cssVar(el, "--jp-brand-color1", "#1976d2"),
+      warn: cssVar(el, "--jp-warn-color0", "#e68a00"),
+      font: cssVar(el, "--jp-ui-font-family", "system-ui, sans-serif"),
+    };
   }
 
   private draw(p: PanelDom, view: ViewState, width: number): void {
     const grid = view.grid;
     const g = gridGeometry(width, grid);
     p.geom = g;
-    const rows: (number | null)[][] = [];
-    for (let r = 0; r < grid.nRows; r++) {
-      const row: (number | null)[] = [];
-      for (let c = 0; c < grid.nCols; c++) {
-        const v = p.values[r * grid.nCols + c];
-        row.push(Number.isNaN(v) ? null : v);
-      }
-      rows.push(row);
-    }
     p.holder.dataset.rows = String(grid.nRows);
     p.holder.dataset.cols = String(grid.nCols);
-    p.holder.dataset.values = JSON.stringify(rows);
     p.holder.dataset.grid = JSON.stringify({ x0: g.x0, y0: g.y0, cw: g.cw, ch: g.ch });
-    p.caption.textContent = `baselines (${METRIC_LABELS[this.store.get("metric")]}): clean ${formatValue(p.base.clean)}, corrupted ${formatValue(p.base.corrupted)}`;
+    if (testValuesWanted()) {
+      const rows: (number | null)[][] = [];
+      for (let r = 0; r < grid.nRows; r++) rows.push(Array.from(p.values.subarray(r * grid.nCols, (r + 1) * grid.nCols), (v) => (Number.isNaN(v) ? null : v)));
+      p.holder.dataset.values = JSON.stringify(rows);
+    } else {
+      delete p.holder.dataset.values;
+    }
+    const metric = this.store.get("metric");
+    const normalized = this.store.get("normalized");
+    const drop = this.store.noisingAsDrop;
+    p.caption.textContent = `baselines (${METRIC_LABELS[metric]}): clean ${formatValue(p.base.clean)}, corrupted ${formatValue(p.base.corrupted)}`;
+    p.matters.textContent = mattersText(p.direction, normalized, drop, p.base);
+    const found = largestEffect(p.values, baseValue(p.direction, normalized, drop, p.base));
+    const where = found ? describeComponent(grid.component(Math.floor(found.index / grid.nCols), found.index % grid.nCols), this.positionLabels()) : "";
+    p.effect.textContent = effectText(found, normalized, METRIC_LABELS[metric], where);
+    p.effect.dataset.effect = found ? String(found.effect) : "";
     const canvas = p.canvas;
     const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
     canvas.style.width = `${g.width}px`;
@@ -214,136 +310,54 @@ export class HeatmapArea {
     const ctx = canvas.getContext("2d");
     if (!ctx) return;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, g.width, g.height);
-    const dark = isDark(this.el);
-    this.paintCells(ctx, p, grid.nRows, grid.nCols, g, dark);
-    this.paintLabels(ctx, view, g);
-    this.paintMarks(ctx, p, view, g);
+    const prompts = this.store.get("prompts");
+    paintPanel(
+      ctx,
+      {
+        grid,
+        geom: g,
+        values: p.values,
+        normalized: normalized ? p.norm : null,
+        max: this.max,
+        colCoords: view.meta.coords[grid.colAxis] ?? [],
+        colLabels: this.columnLabels(view),
+        highlightCols: new Set(prompts ? pairDiffs(prompts, this.store.pair) : []),
+        inCircuit: (c) => this.store.inCircuit(c),
+        focus: document.activeElement === canvas ? p.focus : null,
+      },
+      this.theme(),
+    );
     const flags = view.estimate?.find((s) => s.direction === p.direction)?.exact;
     if (flags) paintEstimated(ctx, flags, grid.nCols, g, cssVar(this.el, "--jp-ui-font-color1", "#333"));
     p.holder.dataset.exact = flags ? JSON.stringify(Array.from(flags, (f) => (f > 0 ? 1 : 0))) : "";
   }
 
-  private paintCells(ctx: CanvasRenderingContext2D, p: PanelDom, nRows: number, nCols: number, g: Geometry, dark: boolean): void {
-    const image = ctx.createImageData(nCols, nRows);
-    for (let i = 0; i < nRows * nCols; i++) {
-      const [r, gr, b] = divergingColor(p.values[i], this.max, dark);
-      image.data[4 * i] = r;
-      image.data[4 * i + 1] = gr;
-      image.data[4 * i + 2] = b;
-      image.data[4 * i + 3] = 255;
-    }
-    const off = document.createElement("canvas");
-    off.width = nCols;
-    off.height = nRows;
-    off.getContext("2d")?.putImageData(image, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, g.x0, g.y0, nCols * g.cw, nRows * g.ch);
+  /** Position labels of the pair whose tokens are shown. */
+  private positionLabels(): string[] {
+    const prompts = this.store.get("prompts");
+    return prompts ? pairPositionLabels(prompts, this.store.pair) : [];
   }
 
-  private paintLabels(ctx: CanvasRenderingContext2D, view: ViewState, g: Geometry): void {
+  /** Column labels; position columns name the shown pair's tokens. */
+  private columnLabels(view: ViewState): string[] {
     const grid = view.grid;
-    const fg = cssVar(this.el, "--jp-ui-font-color1", "#333");
-    const accent = cssVar(this.el, "--jp-brand-color1", "#1976d2");
-    const diffs = new Set(this.store.get("prompts")?.diff_positions ?? []);
-    ctx.font = `11px ${cssVar(this.el, "--jp-ui-font-family", "system-ui, sans-serif")}`;
-    ctx.fillStyle = fg;
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    if (grid.groups.length && g.ch < 10) {
-      for (const grp of grid.groups) ctx.fillText(grp.label, g.x0 - 4, g.y0 + (grp.start + grp.count / 2) * g.ch);
-    } else {
-      for (let r = 0; r < grid.nRows; r += g.rowLabelEvery) ctx.fillText(grid.rowLabels[r], g.x0 - 4, g.y0 + (r + 0.5) * g.ch);
-    }
-    ctx.strokeStyle = fg;
-    ctx.lineWidth = 1;
-    for (const r of grid.groupStarts) {
-      ctx.beginPath();
-      ctx.moveTo(g.x0, g.y0 + r * g.ch);
-      ctx.lineTo(g.x0 + grid.nCols * g.cw, g.y0 + r * g.ch);
-      ctx.stroke();
-    }
-    const isPos = grid.colAxis === "pos";
-    for (let c = 0; c < grid.nCols; c += g.colLabelEvery) {
-      const x = g.x0 + (c + 0.5) * g.cw;
-      const pos = Number(view.meta.coords[grid.colAxis]?.[c] ?? c);
-      ctx.fillStyle = isPos && diffs.has(pos) ? accent : fg;
-      ctx.save();
-      ctx.translate(x, g.y0 - 4);
-      if (g.rotateColLabels && g.cw >= 9) {
-        ctx.rotate(-Math.PI / 3);
-        ctx.textAlign = "left";
-      } else {
-        ctx.textAlign = "center";
-        ctx.textBaseline = "bottom";
-      }
-      const label = grid.colLabels[c];
-      ctx.fillText(label.length > 16 ? `${label.slice(0, 15)}…` : label, 0, 0);
-      ctx.restore();
-      ctx.textBaseline = "middle";
-    }
+    if (grid.colAxis !== "pos" || this.store.pair === 0) return grid.colLabels;
+    const labels = this.positionLabels();
+    return (view.meta.coords.pos ?? []).map((p, c) => labels[Number(p)] ?? grid.colLabels[c]);
   }
 
-  private paintMarks(ctx: CanvasRenderingContext2D, p: PanelDom, view: ViewState, g: Geometry): void {
-    const grid = view.grid;
-    const fg = cssVar(this.el, "--jp-ui-font-color0", "#111");
-    if (this.store.get("normalized") && g.cw >= 6 && g.ch >= 6) {
-      ctx.fillStyle = fg;
-      const radius = Math.max(1.5, Math.min(g.cw, g.ch) / 8);
-      for (let i = 0; i < p.values.length; i++) {
-        const v = p.values[i];
-        if (!isOutsideUnit(v)) continue;
-        const r = Math.floor(i / grid.nCols);
-        const c = i % grid.nCols;
-        ctx.beginPath();
-        ctx.arc(g.x0 + (c + 0.82) * g.cw, g.y0 + (r + 0.22) * g.ch, radius, 0, 2 * Math.PI);
-        ctx.fill();
-      }
-    }
-    const circuit = this.store.get("circuit") ?? [];
-    if (circuit.length) {
-      ctx.strokeStyle = cssVar(this.el, "--jp-warn-color0", "#e68a00");
-      ctx.lineWidth = 2;
-      for (let r = 0; r < grid.nRows; r++) {
-        for (let c = 0; c < grid.nCols; c++) {
-          if (this.store.inCircuit(grid.component(r, c))) ctx.strokeRect(g.x0 + c * g.cw + 1, g.y0 + r * g.ch + 1, Math.max(1, g.cw - 2), Math.max(1, g.ch - 2));
-        }
-      }
-    }
-    if (p.focus && document.activeElement === p.canvas) {
-      ctx.strokeStyle = fg;
-      ctx.lineWidth = 2;
-      ctx.setLineDash([3, 2]);
-      ctx.strokeRect(g.x0 + p.focus.c * g.cw, g.y0 + p.focus.r * g.ch, Math.max(2, g.cw), Math.max(2, g.ch));
-      ctx.setLineDash([]);
-    }
-  }
-
-  private drawColorbar(normalized: boolean): void {
-    const canvas = this.colorbar;
-    canvas.dataset.max = String(this.max);
-    const ctx = canvas.getContext("2d");
-    if (!ctx) return;
-    const dark = isDark(this.el);
-    const w = canvas.width;
-    const hgt = canvas.height;
-    const top = 10;
-    const bar = hgt - 20;
-    ctx.clearRect(0, 0, w, hgt);
-    for (let y = 0; y < bar; y++) {
-      ctx.fillStyle = cssColor(divergingColor(this.max * (1 - (2 * y) / (bar - 1)), this.max, dark));
-      ctx.fillRect(0, top + y, 12, 1);
-    }
-    ctx.fillStyle = cssVar(this.el, "--jp-ui-font-color1", "#333");
-    ctx.font = "10px system-ui, sans-serif";
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "left";
-    for (const t of colorbarTicks(this.max)) {
-      const y = top + ((this.max - t) / (2 * this.max)) * (bar - 1);
-      ctx.fillRect(12, y, 3, 1);
-      ctx.fillText(formatValue(t, 3), 17, y);
-    }
-    canvas.title = normalized ? "normalised: 1 = clean behaviour, 0 = corrupted; scale reaches the largest |value|" : "scale reaches the largest |value| on screen";
+  private renderLegend(view: ViewState, scaleLabel: string, normalized: boolean): void {
+    const tallest = Math.max(0, ...this.panels.map((p) => (p.geom ? p.geom.height - p.geom.y0 : 0)));
+    paintColorbar(this.colorbar, this.max, Math.max(COLORBAR_MIN, Math.min(COLORBAR_MAX, tallest)), this.theme());
+    this.colorbar.dataset.max = String(this.max);
+    const beyond = this.panels.some((p) => p.values.some((v) => beyondScale(v, this.max)));
+    this.scaleText.textContent = `${scaleLabel}${beyond ? " · ◤ beyond the scale" : ""}`;
+    const gapOption = this.scaleSelect.options[0];
+    gapOption.disabled = !normalized;
+    const mode = this.store.scale.mode;
+    this.scaleSelect.value = mode === "gap" && !normalized ? "fit" : mode;
+    this.drop.checked = this.store.noisingAsDrop;
+    this.dropLabel.hidden = !(normalized && view.meta.directions.includes("noising"));
   }
 
   private showTooltip(p: PanelDom, r: number, c: number): void {
@@ -355,15 +369,17 @@ export class HeatmapArea {
     const data = view.panels.find((x) => x.direction === p.direction)!;
     const i = r * view.grid.nCols + c;
     const raw = meanOverPairs(metric, data.readouts, i * view.meta.n_pairs * N_FIELDS, view.meta.n_pairs);
-    const v = p.values[i];
+    const v = p.norm[i];
     const lines = [
-      describeComponent(comp, this.store.get("prompts")?.position_labels ?? []),
+      describeComponent(comp, this.positionLabels()),
       Number.isNaN(raw) ? "not run yet" : `${METRIC_LABELS[metric]}: ${raw.toPrecision(6)}${normalized ? ` · normalised ${Number.isNaN(v) ? "n/a" : v.toPrecision(6)}` : ""}`,
       `baselines: clean ${p.base.clean.toPrecision(6)}, corrupted ${p.base.corrupted.toPrecision(6)}`,
       ...(view.estimate ? [view.estimate.find((s) => s.direction === p.direction)?.exact[i] ? "exact value" : "attribution estimate (exact value pending)"] : []),
       `${DIRECTION_TITLES[p.direction]} · click: drill down · shift-click: ${this.store.inCircuit(comp) ? "remove from" : "add to"} circuit`,
     ];
+    if (p.values !== p.norm && !Number.isNaN(v)) lines.splice(2, 0, `shown as the drop from clean: 1 − ${v.toPrecision(4)} = ${(1 - v).toPrecision(4)}`);
     if (normalized && isOutsideUnit(v)) lines.splice(2, 0, v < 0 ? "below 0: pushes towards the corrupted behaviour" : "above 1: overshoots the clean behaviour");
+    if (beyondScale(p.values[i], this.max)) lines.splice(2, 0, `beyond the colour scale (±${formatValue(this.max, 3)})`);
     this.tooltip.replaceChildren(...lines.map((text, k) => h(k === 0 ? "strong" : "div", { text })));
     this.tooltip.hidden = false;
     const areaRect = this.el.getBoundingClientRect();

@@ -1,5 +1,5 @@
 // How a view's axes map onto a 2-D grid, and where the grid's cells sit on the canvas.
-import type { ComponentSpec, ViewMeta } from "./protocol";
+import { KV_SITES, type ComponentSpec, type ViewMeta } from "./protocol";
 import { cellCount } from "./decode";
 
 /** Rows are the product of every axis but the last; columns are the last axis. */
@@ -64,14 +64,18 @@ export function gridLayout(meta: Pick<ViewMeta, "axes" | "shape" | "labels" | "c
       const idx = rowIndex(r);
       rowAxes.forEach((a, k) => assign(comp, a, meta.coords[a]?.[idx[k]] ?? idx[k]));
       assign(comp, colAxis, meta.coords[colAxis]?.[c] ?? c);
+      // Keep only the head index space the site uses (a head drill-down fixes both).
+      if (KV_SITES.has(comp.site)) delete comp.head;
+      else delete comp.kv_head;
       return comp;
     },
   };
 }
 
-function assign(comp: ComponentSpec, axis: string, value: number | string): void {
-  if (axis === "site") comp.site = String(value);
-  else if (axis === "layer" || axis === "head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
+function assign(comp: ComponentSpec, axis: string, value: number | string | Partial<ComponentSpec>): void {
+  if (typeof value === "object") Object.assign(comp, value);
+  else if (axis === "site") comp.site = String(value);
+  else if (axis === "layer" || axis === "head" || axis === "kv_head" || axis === "pos" || axis === "neuron") comp[axis] = Number(value);
 }
 
 /** Cell geometry in CSS px: cell (r, c) spans x0 + c*cw .. x0 + (c+1)*cw, same for rows. */
@@ -93,17 +97,24 @@ const MAX_GRID_HEIGHT = 620;
 export function gridGeometry(width: number, grid: Pick<GridLayout, "nRows" | "nCols" | "rowLabels" | "colLabels">): Geometry {
   const longestRow = Math.max(2, ...grid.rowLabels.slice(0, 500).map((s) => s.length));
   const x0 = Math.min(140, 10 + longestRow * 7);
-  const cw = Math.max(0.05, Math.min(MAX_CELL, (width - x0 - 8) / Math.max(1, grid.nCols)));
-  const ch = Math.max(2, Math.min(26, Math.floor(MAX_GRID_HEIGHT / Math.max(1, grid.nRows))));
+  const cellWidth = (pad: number) => Math.max(0.05, Math.min(MAX_CELL, (width - x0 - pad) / Math.max(1, grid.nCols)));
   const longestCol = Math.max(1, ...grid.colLabels.slice(0, 500).map((s) => s.length));
-  const rotateColLabels = longestCol * 6.5 > cw - 4;
+  const rotates = (w: number) => longestCol * 6.5 > w - 4;
+  // Rotated column labels lean right: leave room so the last one is not clipped (one-column
+  // drill views), and fit the cells into what remains so the canvas stays within `width`.
+  const lean = Math.min(120, longestCol * 3.6);
+  let cw = cellWidth(8);
+  const rotateColLabels = rotates(cw);
+  const padRight = rotateColLabels && cw >= 9 ? Math.max(8, lean - cw / 2) : 8;
+  if (padRight > 8) cw = Math.max(Math.min(cw, 9), cellWidth(padRight));
+  const ch = Math.max(2, Math.min(26, Math.floor(MAX_GRID_HEIGHT / Math.max(1, grid.nRows))));
   const y0 = cw >= 9 ? (rotateColLabels ? Math.min(90, 12 + longestCol * 5.5) : 22) : 20;
   return {
     x0,
     y0,
     cw,
     ch,
-    width: x0 + cw * grid.nCols + 8,
+    width: x0 + cw * grid.nCols + padRight,
     height: y0 + ch * grid.nRows + 4,
     colLabelEvery: cw >= 9 ? 1 : Math.ceil(40 / cw),
     rowLabelEvery: ch >= 10 ? 1 : Math.ceil(12 / ch),

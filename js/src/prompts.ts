@@ -8,15 +8,34 @@ export function showToken(token: string): string {
   return token.replace(/^ /, "␣").replace(/\n/g, "⏎");
 }
 
-function chips(tokens: string[], diffs: Set<number>, testid: string): HTMLElement {
+/** Positions that differ between the clean and corrupted prompt of `pair` (for noise: the noised
+ * positions, the same in every pair). */
+export function pairDiffs(p: PromptState, pair: number): number[] {
+  if (p.corruption !== "counterfactual prompts") return p.diff_positions;
+  const clean = p.clean_tokens[pair] ?? [];
+  const corrupted = p.corrupted_tokens[pair] ?? [];
+  return clean.flatMap((t, i) => (t !== corrupted[i] ? [i] : []));
+}
+
+/** Position labels of `pair` as the kernel writes them for pair 1: "5: Kate" or "5: Kate/Henry". */
+export function pairPositionLabels(p: PromptState, pair: number): string[] {
+  if (pair === 0 || !p.clean_tokens[pair]) return p.position_labels;
+  const corrupted = p.corrupted_tokens[pair] ?? [];
+  return p.clean_tokens[pair].map((c, i) => (corrupted[i] === undefined || corrupted[i] === c ? `${i}: ${c}` : `${i}: ${c}/${corrupted[i]}`));
+}
+
+const UNKNOWN_TITLE = "unknown to the tokenizer: the model reads a placeholder, not this word";
+
+function chips(tokens: string[], diffs: Set<number>, unknown: boolean[], testid: string): HTMLElement {
   return h(
     "div",
     { class: "pw-tokens", "data-testid": testid },
     ...tokens.map((t, i) =>
       h("span", {
-        class: diffs.has(i) ? "pw-token pw-diff" : "pw-token",
+        class: `pw-token${diffs.has(i) ? " pw-diff" : ""}${unknown[i] ? " pw-unknown" : ""}`,
         "data-pos": i,
-        title: `position ${i}${diffs.has(i) ? " · differs between clean and corrupted" : ""}`,
+        "data-unknown": unknown[i] ? "true" : undefined,
+        title: `position ${i}${diffs.has(i) ? " · differs between clean and corrupted" : ""}${unknown[i] ? ` · ${UNKNOWN_TITLE}` : ""}`,
         text: showToken(t),
       }),
     ),
@@ -31,7 +50,9 @@ export class PromptsPanel {
   private answers: HTMLTextAreaElement;
   private problem: HTMLElement;
   private editor: HTMLDetailsElement;
+  private unknownNote: HTMLElement;
   private shownPrompts: PromptState | null = null;
+  private shownPair = -1;
 
   constructor(
     private store: Store,
@@ -54,18 +75,25 @@ export class PromptsPanel {
       h("label", { class: "pw-area" }, h("span", { text: "Answers (correct|incorrect)" }), this.answers),
       h("div", { class: "pw-row" }, apply, this.problem),
     );
-    this.el = h("section", { class: "pw-prompts" }, this.tokens, this.editor);
+    this.unknownNote = h("div", { class: "pw-unknown-note", "data-testid": "pw-unknown-note", role: "note", hidden: true });
+    this.el = h("section", { class: "pw-prompts" }, this.tokens, this.unknownNote, this.editor);
+    d.listen<Event>(this.tokens, "change", (e) => {
+      const target = e.target as HTMLSelectElement;
+      if (target.dataset.testid === "pw-pair") this.store.selectPair(Number(target.value));
+    });
     d.listen(apply, "click", () => this.store.setPrompts(this.clean.value, this.corrupted.value, this.answers.value));
     this.update();
   }
 
   update(): void {
     const p = this.store.get("prompts");
-    if (p && p !== this.shownPrompts) {
+    if (p && (p !== this.shownPrompts || this.store.pair !== this.shownPair)) {
+      const fresh = p !== this.shownPrompts;
       this.shownPrompts = p;
+      this.shownPair = this.store.pair;
       this.renderTokens(p);
       // Fill the editor from the kernel only when the user isn't in the middle of a change.
-      if (!this.store.promptError) {
+      if (fresh && !this.store.promptError) {
         this.clean.value = p.clean.join("\n");
         this.corrupted.value = p.corrupted.join("\n");
         this.answers.value = p.answers.map(([a, b]) => `${a}|${b}`).join("\n");
@@ -81,12 +109,28 @@ export class PromptsPanel {
   }
 
   private renderTokens(p: PromptState): void {
-    const diffs = new Set(p.diff_positions);
-    const [correct, incorrect] = p.answer_tokens[0] ?? ["", ""];
-    const more = p.clean_tokens.length > 1 ? ` (pair 1 of ${p.clean_tokens.length})` : "";
+    const pair = Math.min(this.store.pair, p.clean_tokens.length - 1);
+    const diffs = new Set(pairDiffs(p, pair));
+    const [correct, incorrect] = p.answer_tokens[pair] ?? ["", ""];
+    const unknown = p.unknown;
+    const [unkCorrect, unkIncorrect] = unknown?.answers[pair] ?? [false, false];
+    const answerChip = (cls: string, title: string, text: string, unk: boolean) =>
+      h("span", { class: `pw-token ${cls}${unk ? " pw-unknown" : ""}`, "data-unknown": unk ? "true" : undefined, title: unk ? `${title} · ${UNKNOWN_TITLE}` : title, text: showToken(text) });
+    const label = h("span", { class: "pw-row-label", text: "clean" });
+    if (p.clean_tokens.length > 1) {
+      const select = h(
+        "select",
+        { class: "pw-pair", "data-testid": "pw-pair", "aria-label": "prompt pair shown" },
+        ...p.clean_tokens.map((_, i) => h("option", { value: i, text: `pair ${i + 1} of ${p.clean_tokens.length}`, selected: i === pair })),
+      );
+      label.append(" ", select);
+    }
+    const flagged = unknown ? [...unknown.clean, ...unknown.corrupted, ...unknown.answers].filter((row) => row.some(Boolean)).length : 0;
+    this.unknownNote.hidden = flagged === 0;
+    this.unknownNote.textContent = flagged ? "Some words are unknown to the tokenizer (marked): the model reads a placeholder token there, so results at those positions mean little. Rephrase with known words." : "";
     this.tokens.replaceChildren(
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: `clean${more}` }), chips(p.clean_tokens[0] ?? [], diffs, "pw-tokens-clean")),
-      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: "corrupted" }), chips(p.corrupted_tokens[0] ?? [], diffs, "pw-tokens-corrupted")),
+      h("div", { class: "pw-token-row" }, label, chips(p.clean_tokens[pair] ?? [], diffs, unknown?.clean[pair] ?? [], "pw-tokens-clean")),
+      h("div", { class: "pw-token-row" }, h("span", { class: "pw-row-label", text: "corrupted" }), chips(p.corrupted_tokens[pair] ?? [], diffs, unknown?.corrupted[pair] ?? [], "pw-tokens-corrupted")),
       h(
         "div",
         { class: "pw-token-row" },
@@ -94,9 +138,9 @@ export class PromptsPanel {
         h(
           "div",
           { class: "pw-tokens pw-answers", "data-testid": "pw-answers" },
-          h("span", { class: "pw-token pw-correct", title: "correct answer token", text: showToken(correct) }),
+          answerChip("pw-correct", "correct answer token", correct, unkCorrect),
           h("span", { class: "pw-vs", text: "vs" }),
-          h("span", { class: "pw-token pw-incorrect", title: "incorrect answer token", text: showToken(incorrect) }),
+          answerChip("pw-incorrect", "incorrect answer token", incorrect, unkIncorrect),
           h("span", { class: "pw-corruption", text: `· corruption: ${p.corruption}` }),
         ),
       ),

@@ -16,7 +16,7 @@ export const N_FIELDS = READOUT_FIELDS.length;
 
 /** A sweep (or a head's q/k/v/pattern parts) to run and show. */
 export interface ViewRequest {
-  kind: "sweep" | "head_parts";
+  kind: "sweep" | "head_parts" | "writers";
   site: string;
   direction: ViewDirection;
   layers: number[] | null;
@@ -26,7 +26,12 @@ export interface ViewRequest {
   label: string;
   /** "attribution": the fast estimate first, then exact values (default "exact"). */
   method?: "exact" | "attribution";
+  /** Path patching: each component of `site` reaches only these (absent: an ordinary sweep). */
+  receivers?: Receiver[];
 }
+
+/** A path-patching receiver: a head's query/key/value input (query head), an MLP's input, or the logits. */
+export type Receiver = { site: "head_q" | "head_k" | "head_v" | "mlp_in"; layer: number; head?: number; pos?: number } | "logits";
 
 /** Describes the float32 buffer that travels with a view. */
 export interface ViewMeta {
@@ -39,7 +44,8 @@ export interface ViewMeta {
   axes: string[];
   shape: number[];
   labels: Record<string, string[]>;
-  coords: Record<string, (number | string)[]>;
+  /** Per axis, each index's coordinate; a `writer` axis holds component fields ({site, head?}). */
+  coords: Record<string, (number | string | Partial<ComponentSpec>)[]>;
   fixed: Record<string, number>;
   n_pairs: number;
   done: number;
@@ -50,19 +56,40 @@ export interface ViewMeta {
   note?: string;
 }
 
+/** Head index spaces: `head` is a query head (sites head, head_by_pos, head_q, head_pattern);
+ * `kv_head` a key/value head (head_k, head_v), shared by several query heads under grouped-query
+ * attention. A component carries exactly the one its site uses. */
 export interface ComponentSpec {
   site: string;
   layer: number;
   head?: number;
+  kv_head?: number;
   pos?: number;
   neuron?: number;
+  /** A path step: this component's output reaching only this receiver. */
+  receiver?: Receiver;
 }
+
+export const KV_SITES = new Set(["head_k", "head_v"]);
 
 export interface CircuitMeta {
   id: number;
   components: ComponentSpec[];
   entries: { direction: Direction; which: "circuit" | "complement" }[];
   n_pairs: number;
+  /** Why no complement was patched (a circuit mixing component kinds); null otherwise. */
+  complement_note?: string | null;
+}
+
+/** A head's attention patterns; the buffer holds clean then corrupted, each pairs × dest × src. */
+export interface AttentionMeta {
+  id: number;
+  layer: number;
+  head: number;
+  n_pairs: number;
+  length: number;
+  clean_tokens: string[][];
+  corrupted_tokens: string[][];
 }
 
 export interface SiteInfo {
@@ -81,6 +108,8 @@ export interface PromptState {
   position_labels: string[];
   answer_tokens: [string, string][];
   corruption: string;
+  /** Per pair, per token: is it the tokenizer's unknown token (a word the model can't read)? */
+  unknown?: { clean: boolean[][]; corrupted: boolean[][]; answers: boolean[][] };
 }
 
 /** Synced traitlets of PatchingWidget. */
@@ -114,6 +143,7 @@ export type Reply =
   | { type: "saved"; id: number; path: string }
   | { type: "ack"; id: number; message: string; target?: number }
   | { type: "superseded"; id: number }
+  | { type: "attention"; id: number; meta: AttentionMeta }
   | { type: "error"; id: number | null; kind: string; message: string; field: string | null };
 
 const REPLY_TYPES = new Set([
@@ -127,6 +157,7 @@ const REPLY_TYPES = new Set([
   "ack",
   "superseded",
   "error",
+  "attention",
 ]);
 
 /** Narrow an incoming custom message to a Reply, or null if it isn't one. */
@@ -138,16 +169,27 @@ export function asReply(msg: unknown): Reply | null {
   return msg as Reply;
 }
 
-/** A cell's component as the kernel names it ("head" sites use the query head). */
+/** A cell's component as the kernel names it (query `head` or key/value `kv_head`). */
 export function componentKey(c: ComponentSpec): string {
-  return [c.site, c.layer, c.head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
+  const key = [c.site, c.layer, c.head ?? "", c.kv_head ?? "", c.pos ?? "", c.neuron ?? ""].join(":");
+  return c.receiver === undefined ? key : `${key}>${receiverLabel(c.receiver)}`;
+}
+
+/** "logits", "L2 H1 (q)", "MLP L1 @14". */
+export function receiverLabel(r: Receiver): string {
+  if (r === "logits") return "logits";
+  const where = r.pos === undefined ? "" : ` @${r.pos}`;
+  if (r.site === "mlp_in") return `MLP L${r.layer}${where}`;
+  return `L${r.layer} H${r.head} (${r.site.slice(-1)})${where}`;
 }
 
 export function componentLabel(c: ComponentSpec): string {
   const parts = [`L${c.layer}`];
   if (c.head !== undefined) parts.push(`H${c.head}`);
+  if (c.kv_head !== undefined) parts.push(`KV${c.kv_head}`);
   if (c.neuron !== undefined) parts.push(`N${c.neuron}`);
   if (c.pos !== undefined) parts.push(`@${c.pos}`);
   const site = c.site === "head_by_pos" ? "head" : c.site;
-  return `${site} ${parts.join(" ")}`;
+  const label = `${site} ${parts.join(" ")}`;
+  return c.receiver === undefined ? label : `${label} → ${receiverLabel(c.receiver)}`;
 }

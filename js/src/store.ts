@@ -1,11 +1,14 @@
 // Per-model state (owned by `initialize`): requests with ids, replies, views, breadcrumb, circuit.
 import type { AnyModel } from "@anywidget/types";
-import { splitCircuit, splitView, type Bytes, type CircuitEntry, type Panel } from "./decode";
+import { splitCircuit, splitView, toFloat32, type Bytes, type CircuitEntry, type Panel } from "./decode";
 import { splitEstimate, type EstimateSection } from "./estimate";
 import { gridLayout, type GridLayout } from "./layout";
+import type { DrillOption } from "./drill";
+import type { ScaleChoice, ScaleMode } from "./scale";
 import {
   asReply,
   componentKey,
+  type AttentionMeta,
   type CircuitMeta,
   type ComponentSpec,
   type Reply,
@@ -26,6 +29,8 @@ export interface Crumb {
   label: string;
   request: ViewRequest;
   view: ViewState | null;
+  /** Finer views of the same cell (e.g. a residual cell's writers and readers); one is shown. */
+  options?: DrillOption[];
 }
 
 export interface Problem {
@@ -34,7 +39,7 @@ export interface Problem {
   kind: string;
 }
 
-export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message";
+export type Topic = "view" | "progress" | "circuit" | "prompts" | "settings" | "status" | "message" | "path" | "attention";
 type Listener = (topic: Topic) => void;
 
 const ENGINE_KINDS = new Set(["sweep", "circuit", "set_prompts"]);
@@ -51,6 +56,18 @@ export class Store {
   circuitResult: { meta: CircuitMeta; entries: CircuitEntry[] } | null = null;
   message = "";
   code: string | null = null;
+  /** Path of the last file saved by the kernel (shown so it can be opened). */
+  savedPath: string | null = null;
+  /** The colour scale of every view (normalised: the whole gap unless the user changes it). */
+  scale: ScaleChoice = { mode: "gap", locked: null };
+  /** Show normalised noising as the drop from clean (1 − value). */
+  noisingAsDrop = false;
+  /** The prompt pair (0-based) whose tokens are shown; every view that shows one pair uses it. */
+  pair = 0;
+  /** The cell last clicked and the view it was in (paths.ts builds "what feeds this?" on it). */
+  picked: { comp: ComponentSpec; request: ViewRequest } | null = null;
+  /** The last head's attention patterns (attention.ts): clean then corrupted, pairs × dest × src. */
+  attention: { meta: AttentionMeta; data: Float32Array } | null = null;
   private nextId = 1;
   private latestCircuitId: number | null = null;
   private autoRan = false;
@@ -103,8 +120,59 @@ export class Store {
     const next = list.some((x) => componentKey(x) === key)
       ? list.filter((x) => componentKey(x) !== key)
       : [...list, c];
-    this.set("circuit", next);
+    this.setCircuit(next);
+  }
+
+  /** A changed circuit makes the last check's table outdated: it is cleared. */
+  setCircuit(components: ComponentSpec[]): void {
+    this.circuitResult = null;
+    this.latestCircuitId = null;
+    this.set("circuit", components);
     this.emit("circuit");
+  }
+
+  pick(comp: ComponentSpec, request: ViewRequest): void {
+    this.picked = { comp, request };
+    this.emit("path");
+  }
+
+  setScale(mode: ScaleMode, currentMax: number): void {
+    this.scale = { mode, locked: mode === "locked" ? currentMax : null };
+    this.emit("settings");
+  }
+
+  setDrop(drop: boolean): void {
+    this.noisingAsDrop = drop;
+    this.emit("settings");
+  }
+
+  selectPair(pair: number): void {
+    const n = this.get("prompts")?.clean_tokens.length ?? 1;
+    this.pair = Math.max(0, Math.min(n - 1, pair));
+    this.emit("prompts");
+    this.emit("settings");
+  }
+
+  /** A synced setting changed (from a control here or from Python): rerun or redraw views. */
+  settingChanged(key: "site" | "direction" | "metric" | "normalized"): void {
+    if (key === "site") {
+      const root = this.crumbs[0]?.request;
+      if (!root || root.kind !== "sweep" || root.site !== this.get("site") || this.crumbs.length > 1) this.runView(this.topRequest(), false);
+    } else if (key === "direction") {
+      if (this.current?.request.direction !== this.get("direction")) this.rerunIn(this.get("direction"));
+    } else if (key === "normalized") {
+      this.scale = { mode: this.get("normalized") ? "gap" : "fit", locked: null };
+    }
+    this.emit("settings");
+  }
+
+  /** How top-level sweeps run: exact patching, or the attribution estimate first (estimate.ts). */
+  method: "exact" | "attribution" = "exact";
+
+  /** A sweep of the chosen site over everything, in the chosen direction. */
+  topRequest(): ViewRequest {
+    const site = this.get("site");
+    return { kind: "sweep", site, direction: this.get("direction"), layers: null, heads: null, positions: null, neurons: null, label: site, method: this.method };
   }
 
   // ---- requests ------------------------------------------------------------------------------
@@ -112,6 +180,7 @@ export class Store {
   private send(type: string, body: Record<string, unknown>): number {
     const id = this.nextId++;
     if (ENGINE_KINDS.has(type)) {
+      this.clearNote();
       this.running = { id, kind: type };
       this.progress = null;
       this.emit("status");
@@ -121,27 +190,33 @@ export class Store {
   }
 
   /** Show a view: `push` adds a breadcrumb level (drill-down), otherwise starts a new trail. */
-  runView(request: ViewRequest, push: boolean): void {
+  runView(request: ViewRequest, push: boolean, options?: DrillOption[]): void {
     this.error = null;
-    const crumb: Crumb = { label: request.label || request.site, request, view: null };
+    const crumb: Crumb = { label: request.label || request.site, request, view: null, options };
     this.crumbs = push ? [...this.crumbs, crumb] : [crumb];
     this.activeViewId = this.send("sweep", { ...request });
     this.emit("view");
   }
 
   /** The current view again in another direction; earlier breadcrumb levels rerun when revisited. */
-  rerunIn(direction: ViewDirection, fallback: ViewRequest): void {
-    const current = this.current;
-    if (!current) {
-      this.runView({ ...fallback, direction }, false);
+  rerunIn(direction: ViewDirection): void {
+    if (!this.crumbs.length) {
+      this.runView({ ...this.topRequest(), direction }, false);
       return;
     }
-    for (const crumb of this.crumbs) {
-      crumb.request = { ...crumb.request, direction };
-      crumb.view = null;
-    }
+    const crumbs = this.crumbs.map((c) => ({ ...c, request: { ...c.request, direction }, view: null }));
+    const last = crumbs[crumbs.length - 1];
+    this.crumbs = crumbs.slice(0, -1);
+    this.runView(last.request, true);
+  }
+
+  /** Show another of the current drill-down's options (e.g. readers instead of writers). */
+  switchOption(index: number): void {
+    const current = this.current;
+    const option = current?.options?.[index];
+    if (!current || !option) return;
     this.crumbs = this.crumbs.slice(0, -1);
-    this.runView(current.request, true);
+    this.runView({ ...option.request, direction: current.request.direction }, true, current.options);
   }
 
   /** First display without a saved result: sweep the chosen site once, so there's a map to see. */
@@ -155,11 +230,16 @@ export class Store {
   goTo(index: number): void {
     if (index < 0 || index >= this.crumbs.length - 1) return;
     if (this.running?.kind === "sweep") this.cancel();
-    this.crumbs = this.crumbs.slice(0, index + 1);
     const crumb = this.crumbs[index];
-    if (crumb.view) this.activeViewId = crumb.view.meta.id;
-    else this.runView(crumb.request, true);
-    this.emit("view");
+    if (crumb.view) {
+      this.crumbs = this.crumbs.slice(0, index + 1);
+      this.activeViewId = crumb.view.meta.id;
+      this.emit("view");
+      return;
+    }
+    // Not shown in this direction yet: rerun it in place (it was doubled here: "head › head").
+    this.crumbs = this.crumbs.slice(0, index);
+    this.runView(crumb.request, true, crumb.options);
   }
 
   cancel(): void {
@@ -190,21 +270,38 @@ export class Store {
     });
   }
 
-  saveFigure(): void {
+  copyCircuitCode(): void {
+    this.send("copy_code", { what: "circuit", components: this.get("circuit") });
+  }
+
+  /** The view on screen as a PNG (`save_figure`) or a CSV table (`export_csv`). */
+  saveView(type: "save_figure" | "export_csv"): void {
     const view = this.current?.view;
     if (!view) {
-      this.note("Run a sweep first: the figure shows the view on screen.");
+      this.note("Run a sweep first: the file holds the view on screen.");
       return;
     }
-    this.send("save_figure", {
+    const normalized = this.get("normalized");
+    const mode = this.scale.mode === "gap" && !normalized ? "fit" : this.scale.mode;
+    this.send(type, {
       view_id: view.meta.id,
       metric: this.get("metric"),
-      normalized: this.get("normalized"),
+      normalized,
+      scale: mode === "locked" ? (this.scale.locked ?? "fit") : mode,
+      drop: this.noisingAsDrop,
     });
   }
 
   note(message: string): void {
     this.message = message;
+    this.emit("message");
+  }
+
+  /** Notes and code belong to the view they were made for: a new request clears them. */
+  private clearNote(): void {
+    if (!this.message && this.code === null) return;
+    this.message = "";
+    this.code = null;
     this.emit("message");
   }
 
@@ -236,6 +333,8 @@ export class Store {
           this.showView(reply.meta, buffers[0]);
           this.progress = { done: reply.meta.done, total: reply.meta.total, eta: null };
           if (reply.status === "cancelled") this.note("Cancelled: the cells that finished are kept.");
+          const { kind, layers, heads } = reply.meta.request;
+          if (kind === "head_parts" && layers && heads) this.send("attention", { layer: layers[0], head: heads[0] });
         }
         this.finish(reply.id);
         return;
@@ -253,11 +352,12 @@ export class Store {
         this.crumbs = [];
         this.activeViewId = null;
         this.circuitResult = null;
+        this.pair = 0;
         this.finish(reply.id);
-        this.note("Prompts updated: run a sweep to see the new results.");
-        this.emit("view");
         this.emit("circuit");
         this.emit("prompts");
+        this.runView(this.topRequest(), false);
+        this.note("Prompts updated: sweeping them again.");
         return;
       case "code":
         this.code = reply.code;
@@ -267,7 +367,12 @@ export class Store {
         );
         return;
       case "saved":
-        this.note(`Figure saved: ${reply.path}`);
+        this.savedPath = reply.path;
+        this.note(`Saved in the kernel's folder: ${reply.path}`);
+        return;
+      case "attention":
+        this.attention = { meta: reply.meta, data: toFloat32(buffers[0]) };
+        this.emit("attention");
         return;
       case "error":
         this.fail({ message: reply.message, field: reply.field, kind: reply.kind });

@@ -31,8 +31,8 @@ export const SITE_WORDS: Record<string, string> = {
   head: "attention head",
   head_by_pos: "attention head",
   head_q: "queries of head",
-  head_k: "keys of head",
-  head_v: "values of head",
+  head_k: "keys of key/value head",
+  head_v: "values of key/value head",
   head_pattern: "attention pattern of head",
   neuron: "MLP neuron",
 };

@@ -31,9 +31,16 @@ describe("grid layout", () => {
       shape: [4, 2],
       labels: { site: ["q", "k", "v", "pattern"], pos: ["0", "1"] },
       coords: { site: ["head_q", "head_k", "head_v", "head_pattern"], pos: [0, 1] },
-      fixed: { layer: 2, head: 3 },
+      fixed: { layer: 2, head: 3, kv_head: 1 },
     });
-    expect(parts.component(1, 1)).toEqual({ site: "head_k", layer: 2, head: 3, pos: 1 });
+    expect(parts.component(0, 1)).toEqual({ site: "head_q", layer: 2, head: 3, pos: 1 });
+    expect(parts.component(1, 1)).toEqual({ site: "head_k", layer: 2, kv_head: 1, pos: 1 });
+    expect(parts.component(3, 0)).toEqual({ site: "head_pattern", layer: 2, head: 3, pos: 0 });
+  });
+
+  it("names key/value heads of a k/v sweep as kv_head", () => {
+    const kv = gridLayout({ site: "head_v", axes: ["layer", "kv_head"], shape: [2, 2], labels: {}, coords: { layer: [0, 1], kv_head: [0, 1] }, fixed: {} });
+    expect(kv.component(0, 1)).toEqual({ site: "head_v", layer: 0, kv_head: 1 });
   });
 
   it("computes geometry whose cell centres hit the right cells", () => {
@@ -55,5 +62,15 @@ describe("grid layout", () => {
     expect(geom.width).toBeLessThanOrEqual(800 + 1);
     expect(geom.colLabelEvery).toBeGreaterThan(1);
     expect(cellAt(geom.x0 + 3071.5 * geom.cw, geom.y0 + 0.5 * geom.ch, geom, 12, 3072)).toEqual({ r: 0, c: 3071 });
+  });
+
+  it("keeps rotated column labels inside the canvas and the canvas inside its width", () => {
+    const labels = ["10: Kate/Henry", "11: gave", "12: a", "13: flower", "14: to"];
+    const five = { nRows: 3, nCols: 5, rowLabels: ["L0", "L1", "L2"], colLabels: labels };
+    for (const width of [300, 390, 640]) expect(gridGeometry(width, five).width).toBeLessThanOrEqual(width + 1);
+    const one = gridGeometry(640, { nRows: 4, nCols: 1, rowLabels: ["q", "k", "v", "pattern"], colLabels: ["10: Kate/Henry"] });
+    expect(one.rotateColLabels).toBe(true);
+    // a label of n characters leans about 3.3 px per character right of its column's centre
+    expect(one.width - (one.x0 + one.cw / 2)).toBeGreaterThanOrEqual(14 * 3.3);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { drillRequest } from "../src/drill";
+import { drillOptions, drillRequest } from "../src/drill";
 import { countOutsideUnit, guidanceNotes } from "../src/notes";
 import type { SiteInfo } from "../src/protocol";
 
@@ -27,10 +27,24 @@ describe("guidance notes", () => {
 });
 
 describe("drill-down", () => {
-  const sites: SiteInfo[] = ["head_by_pos", "neuron", "head_q", "head_k", "head_v", "head_pattern"].map((name) => ({ name, reason: null, help: "" }));
+  const sites: SiteInfo[] = ["head_by_pos", "mlp_out", "neuron", "head_q", "head_k", "head_v", "head_pattern"].map((name) => ({ name, reason: null, help: "" }));
 
-  it("splits residual cells into heads, MLP cells into neurons, heads into q/k/v/pattern", () => {
-    const heads = drillRequest({ site: "resid_pre", layer: 1, pos: 4 }, "both", sites);
+  it("opens a residual cell's writers first and offers its readers", () => {
+    const writers = drillRequest({ site: "resid_pre", layer: 1, pos: 4 }, "both", sites, 3);
+    expect(writers).toMatchObject({ kind: "writers", site: "resid_pre", layers: [1], positions: [4], direction: "both" });
+    const options = drillOptions({ site: "resid_pre", layer: 1, pos: 4 }, "both", sites, 3);
+    expect(options.map((o) => o.request.kind)).toEqual(["writers", "sweep"]);
+    expect(options[1].request).toMatchObject({ site: "head_by_pos", layers: [1], positions: [4] });
+    // resid_post of layer 1 is read by layer 2; of the last layer by nothing patchable
+    expect(drillOptions({ site: "resid_post", layer: 1, pos: 0 }, "noising", sites, 3)[1].request.layers).toEqual([2]);
+    expect(drillOptions({ site: "resid_post", layer: 2, pos: 0 }, "noising", sites, 3).length).toBe(1);
+    // only the embeddings write the stream entering layer 0: its readers open instead
+    expect(drillRequest({ site: "resid_pre", layer: 0, pos: 2 }, "denoising", sites, 3)).toMatchObject({ site: "head_by_pos", layers: [0] });
+    expect(drillOptions({ site: "resid_mid", layer: 0, pos: 2 }, "denoising", sites, 3)[1].request.site).toBe("neuron");
+  });
+
+  it("splits attention outputs into heads, MLP cells into neurons, heads into q/k/v/pattern", () => {
+    const heads = drillRequest({ site: "attn_out", layer: 1, pos: 4 }, "both", sites);
     expect(heads).toMatchObject({ kind: "sweep", site: "head_by_pos", layers: [1], positions: [4], direction: "both" });
     expect(drillRequest({ site: "mlp_out", layer: 0, pos: 2 }, "noising", sites)).toMatchObject({ site: "neuron", layers: [0], positions: [2] });
     expect(drillRequest({ site: "head_by_pos", layer: 2, head: 1, pos: 3 }, "denoising", sites)).toMatchObject({ kind: "head_parts", layers: [2], heads: [1] });

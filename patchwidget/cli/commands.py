@@ -138,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     where = sweep.add_argument_group("restrict the sweep (comma-separated indices)")
     for axis in ("layers", "heads", "positions", "neurons"):
         where.add_argument(f"--{axis}", type=_int_list, metavar="I,J,...", default=None)
+    where.add_argument(
+        "--receivers",
+        type=_receivers,
+        metavar="R,...",
+        default=None,
+        help="path patching: each component of --site (head, head_by_pos, attn_out, mlp_out) "
+        "reaches only these: logits, q:L2H1, k:L2H1@5, v:L1H0, mlp:L1, mlp:L1@14",
+    )
     out = sweep.add_argument_group("output")
     out.add_argument(
         "--out",
@@ -220,6 +228,7 @@ def run_sweep(args: argparse.Namespace) -> int:
                 method=args.method,
                 qk_fix=args.qk_fix,
                 grad_drop=args.grad_drop,
+                receivers=args.receivers,
             )
         )
         seconds.append(time.perf_counter() - start)
@@ -365,6 +374,15 @@ def _answers(text: str) -> tuple[str, str]:
             f"--answers {text!r} must be CORRECT|INCORRECT or CORRECT,INCORRECT, e.g. ' Mary| John'"
         )
     return parts[0], parts[1]
+
+
+def _receivers(text: str) -> list[Any]:
+    from ..paths import receivers_from_text
+
+    try:
+        return receivers_from_text(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def _int_list(text: str) -> list[int]:

@@ -22,7 +22,8 @@ QUICKSTART_CELLS: tuple[tuple[str, str], ...] = (
         "\n"
         "Activation patching on a tiny model that solves Indirect Object Identification "
         '("When Mary and John went to the store, John gave a drink to" → " Mary"). '
-        "Run the three cells below, then press **Run** in the widget.",
+        "Run the three cells below: the widget sweeps by itself, and the map fills in as "
+        "patches finish.",
     ),
     ("code", "# %pip install patchwidget\nimport patchwidget as pw"),
     (

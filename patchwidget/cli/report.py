@@ -161,28 +161,14 @@ def to_json(exp: Any, results: Sequence[Any], metric: str, normalized: bool) -> 
 
 def write_figure(results: Sequence[Any], metric: str, normalized: bool, out: Path) -> None:
     """The sweep's heatmap (two panels side by side for both directions) written to ``out``."""
-    import matplotlib
-
     from ..metrics import METRICS
+    from ..plotting import draw_panels, result_panel
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if len(results) == 1:
-        fig = results[0].plot(metric, normalized)
-    else:
-        cols = results[0].shape[-1]
-        rows = int(np.prod(results[0].shape[:-1]))
-        width = min(26.0, max(11.0, 2 * (2.5 + 0.45 * cols)))
-        fig, axes = plt.subplots(
-            1, 2, figsize=(width, min(24.0, 2.2 + 0.32 * rows)), layout="constrained"
-        )
-        for res, ax in zip(results, axes, strict=True):
-            res.plot(metric, normalized, ax=ax, title=res.direction)
-        scale = ", normalised: 1 = clean behaviour, 0 = corrupted" if normalized else ""
-        fig.suptitle(f"{results[0].site}: {METRICS[metric]}{scale}", fontsize=10)
+    panels = [result_panel(res, metric, normalized, title=res.direction) for res in results]
+    scale = ", normalised: 1 = clean behaviour, 0 = corrupted" if normalized else ""
+    title = f"{results[0].site}: {METRICS[metric]}{scale}"
+    fig = draw_panels(panels, metric, normalized, suptitle=title)
     fig.savefig(out, dpi=150)
-    plt.close(fig)
 
 
 def cell_label(res: Any, index: tuple[int, ...]) -> str:

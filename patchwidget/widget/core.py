@@ -17,6 +17,8 @@ from .handlers import HandlersMixin
 from .jobs import JobQueue
 from .messages import Limits
 from .modelline import model_line
+from .names import caller_name
+from .names import model_expr as loadable_model_expr
 
 STATIC = pathlib.Path(__file__).parent.parent / "static"
 
@@ -52,16 +54,22 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
     def __init__(self, experiment: Any, *, model_expr: str | None = None, **kwargs: Any) -> None:
         from ..experiment import Experiment
 
+        # Generated code reuses the notebook's own variables for the model / the experiment.
+        experiment_name = None
         if not isinstance(experiment, Experiment):
+            model_expr = model_expr or caller_name(experiment)
             experiment = Experiment(experiment, **kwargs)
         elif kwargs:
             raise TypeError("pass either an Experiment or a model with prompt keywords, not both")
+        else:
+            experiment_name = caller_name(experiment)
         super().__init__(_model_key=uuid.uuid4().hex)
         self.experiment = experiment
         self.result: Any = None
         self.results: list[Any] = []
         self.history: list[dict[str, Any]] = []
-        self.model_expr = model_expr or _model_expr(experiment)
+        self.model_expr = model_expr or loadable_model_expr(experiment)
+        self.named_experiment = (experiment, experiment_name)
         self._jobs = JobQueue()
         self._history_lock = threading.Lock()
         self._views: dict[int, Any] = {}
@@ -114,6 +122,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             "position_labels": list(exp.position_labels),
             "answer_tokens": [list(a) for a in exp.answer_tokens],
             "corruption": "counterfactual prompts" if corruption is None else repr(corruption),
+            "unknown": _unknown_flags(exp),
         }
 
     def _remote_status(self, status: str) -> None:
@@ -127,6 +136,7 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
             n_heads=int(info["n_heads"]),
             n_positions=len(self.experiment.position_labels),
             d_mlp=int(info["d_mlp"]),
+            n_kv_heads=int(info.get("n_kv_heads") or info["n_heads"]),
         )
 
     def _site_reasons(self) -> dict[str, str | None]:
@@ -172,6 +182,16 @@ class PatchingWidget(HandlersMixin, anywidget.AnyWidget):
         self._fail(entry, RuntimeError(f"{entry['kind']} failed: {detail}"))
 
 
-def _model_expr(experiment: Any) -> str:
-    name = dict(experiment.info).get("model_name") or "<model name>"
-    return f"pw.load_model({name!r})"
+def _unknown_flags(exp: Any) -> dict[str, list[list[bool]]]:
+    """Which tokens are the tokenizer's unknown token: per pair, for clean, corrupted, answers."""
+    unk = getattr(exp.tokenizer, "unk_token_id", None)
+    prompts = exp.prompts
+
+    def flags(rows: Any) -> list[list[bool]]:
+        return [[unk is not None and int(i) == unk for i in ids] for ids in rows]
+
+    return {
+        "clean": flags(prompts.clean_ids),
+        "corrupted": flags(prompts.corrupted_ids or prompts.clean_ids),
+        "answers": flags(prompts.answer_ids),
+    }

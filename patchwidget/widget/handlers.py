@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pathlib
 import time
+import warnings
 from typing import Any
 
 from ..sites import kv_group, kv_head
 from .codegen import ExperimentSource, circuit_code, view_code
 from .estimates import run_estimate_view
+from .exports import parse_display, save_view_figure, write_view_csv
 from .jobs import Job
 from .messages import (
     ComponentSpec,
@@ -25,6 +27,14 @@ from .messages import (
     parse_prompt_text,
     parse_view,
     require_id,
+    writer_layers,
+)
+from .path_messages import (
+    attention_payload,
+    engine_receiver,
+    path_circuit,
+    receiver_json,
+    spec_json,
 )
 from .views import ViewData, circuit_payload
 
@@ -62,12 +72,14 @@ class HandlersMixin:
         request = parse_view(msg, self._limits(), self._site_reasons())
         entry.update(
             kind="sweep",
-            site=request.site if request.kind == "sweep" else "head_parts",
+            site=request.site if request.kind == "sweep" else request.kind,
             direction=request.direction,
             layers=list_or_none(request.layers),
             heads=list_or_none(request.heads),
             positions=list_or_none(request.positions),
         )
+        if request.receivers is not None:
+            entry.update(receivers=request.to_json()["receivers"])
         self._submit(
             Job(request_id, "sweep"), entry, lambda job: self._run_view(job, request, entry)
         )
@@ -78,6 +90,23 @@ class HandlersMixin:
         self._submit(
             Job(request_id, "circuit"), entry, lambda job: self._run_circuit(job, specs, entry)
         )
+
+    def _handle_attention(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        limits = self._limits()
+        layer = _int_field(msg, "layer", limits.n_layers)
+        head = _int_field(msg, "head", limits.n_heads)
+        reason = self._site_reasons().get("head_pattern")
+        if reason:
+            raise MessageError(f"attention patterns are not available: {reason}", "head")
+
+        def work(job: Job) -> None:
+            meta, buffer = attention_payload(self.experiment, job.id, layer, head)
+            entry.update(status="done")
+            self._reply({"type": "attention", "id": job.id, "meta": meta}, [buffer])
+
+        self._submit(Job(request_id, "attention"), entry, work)
 
     def _handle_set_prompts(
         self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
@@ -116,7 +145,7 @@ class HandlersMixin:
             run_estimate_view(self, job, request, entry, _sweep_calls(request, self._kv_group()))
             return
         exp = self.experiment
-        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens))
+        view = ViewData(job.id, request, n_pairs=len(exp.clean_tokens), kv_group=self._kv_group())
         sweeps = _sweep_calls(request, self._kv_group())
         last_sent = [0.0]
         totals: list[int] = []
@@ -188,24 +217,28 @@ class HandlersMixin:
 
         self._reply({"type": "started", "id": job.id, "kind": "circuit"})
         group = self._kv_group()
-        components = [
-            Component(
-                s.site,
-                s.layer,
-                head=kv_head(s.site, s.head, group),
-                pos=s.pos,
-                neuron=s.neuron,
+        if any(s.receiver is not None for s in specs):
+            return self._finish_circuit(
+                job, specs, entry, path_circuit(self.experiment, specs, group)
             )
+        components = [
+            Component(s.site, s.layer, head=s.engine_head, pos=s.pos, neuron=s.neuron)
             for s in specs
         ]
-        checks = self.experiment.circuit(components)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a mixed circuit's note travels in the reply
+            checks = self.experiment.circuit(components)
+        self._finish_circuit(job, specs, entry, checks)
+
+    def _finish_circuit(
+        self, job: Job, specs: list[ComponentSpec], entry: dict[str, Any], checks: Any
+    ) -> None:
         if job.superseded:
             self._superseded(job, entry)
             return
-        as_json = [
-            {k: v for k, v in vars(s).items() if v is not None or k == "site"} for s in specs
-        ]
-        meta, buffer = circuit_payload(job.id, as_json, checks.results)
+        meta, buffer = circuit_payload(
+            job.id, [spec_json(s) for s in specs], checks.results, checks.complement_note
+        )
         with self.hold_sync():
             self.circuit_meta = meta
             self.circuit_bytes = buffer
@@ -272,7 +305,7 @@ class HandlersMixin:
         source = self._source()
         if msg.get("what") == "circuit":
             specs = parse_components(msg.get("components"), self._limits(), self._site_reasons())
-            code = circuit_code(source, [vars(s) for s in specs])
+            code = circuit_code(source, [_code_fields(s) for s in specs], self._kv_group())
         else:
             request = parse_view(msg.get("view") or {}, self._limits(), self._site_reasons())
             metric, normalized = parse_metric(msg)
@@ -283,24 +316,26 @@ class HandlersMixin:
     def _handle_save_figure(
         self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
     ) -> None:
-        from matplotlib.figure import Figure
-
         metric, normalized = parse_metric(msg)
-        view_id = msg.get("view_id")
-        view = self._views.get(view_id) if isinstance(view_id, int) else None
-        if view is None or not view.results:
-            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
-        results = view.results
-        fig = Figure(figsize=(5.5 * len(results), 4.5), layout="constrained")
-        axes = fig.subplots(1, len(results), squeeze=False)[0]
-        for ax, (direction, site, result) in zip(axes, results, strict=True):
-            result.plot(metric, normalized=normalized, ax=ax)
-            ax.set_title(f"{site} · {direction}")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = pathlib.Path.cwd() / f"patchwidget-{view.request.site}-{metric}-{stamp}.png"
-        fig.savefig(path, dpi=150)
+        scale, drop = parse_display(msg)
+        view = self._kept_view(msg)
+        path = save_view_figure(view, metric, normalized, scale, drop, pathlib.Path.cwd())
         entry.update(status="done")
         self._reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _handle_export_csv(
+        self, request_id: int, msg: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
+        path = write_view_csv(self._kept_view(msg), pathlib.Path.cwd())
+        entry.update(status="done")
+        self._reply({"type": "saved", "id": request_id, "path": str(path)})
+
+    def _kept_view(self, msg: dict[str, Any]) -> ViewData:
+        view_id = msg.get("view_id")
+        view = self._views.get(view_id) if isinstance(view_id, int) else None
+        if view is None or not view.ready:
+            raise MessageError("that view is not in this kernel any more: run it again", "view_id")
+        return view
 
     # ---- helpers --------------------------------------------------------------------------
 
@@ -310,7 +345,9 @@ class HandlersMixin:
     def _source(self) -> ExperimentSource:
         exp = self.experiment
         corruption = exp.corruption
+        named, name = self.named_experiment
         return ExperimentSource(
+            experiment_expr=name if named is exp else None,
             model_expr=self.model_expr,
             clean=tuple(self.prompts["clean"]),
             corrupted=() if corruption is not None else tuple(self.prompts["corrupted"]),
@@ -319,7 +356,16 @@ class HandlersMixin:
         )
 
 
-HANDLED = ("sweep", "circuit", "set_prompts", "cancel", "copy_code", "save_figure")
+HANDLED = (
+    "sweep",
+    "circuit",
+    "attention",
+    "set_prompts",
+    "cancel",
+    "copy_code",
+    "save_figure",
+    "export_csv",
+)
 
 
 def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -336,16 +382,51 @@ def _sweep_calls(request: ViewRequest, kv_group: int) -> list[tuple[str, str, di
         )
         if v is not None
     }
+    if request.receivers is not None:
+        base["receivers"] = [engine_receiver(r, kv_group) for r in request.receivers]
     calls = []
     for direction in request.directions:
         if request.kind == "sweep":
             calls.append((direction, request.site, base))
+            continue
+        if request.kind == "writers":
+            head_layers, mlp_layers = writer_layers(request.site, request.layers[0])
+            for site, layers in (("head_by_pos", head_layers), ("mlp_out", mlp_layers)):
+                if layers:
+                    calls.append((direction, site, dict(base, layers=list(layers))))
             continue
         for site in HEAD_PART_SITES:
             kwargs = dict(base, by_pos=True)
             kwargs["heads"] = [kv_head(site, request.heads[0], kv_group)]
             calls.append((direction, site, kwargs))
     return calls
+
+
+def _code_fields(spec: ComponentSpec) -> dict[str, Any]:
+    """A circuit entry's ``pw.Component`` keywords (k/v sites take the key/value head as head),
+    with a path step's receiver as the front end sent it."""
+    fields = _engine_fields(spec)
+    if spec.receiver is not None:
+        fields["receiver"] = receiver_json(spec.receiver)
+    return fields
+
+
+def _engine_fields(spec: ComponentSpec) -> dict[str, Any]:
+    """A component's ``pw.Component`` keywords (k/v sites take the key/value head as head)."""
+    return {
+        "site": spec.site,
+        "layer": spec.layer,
+        "head": spec.engine_head,
+        "pos": spec.pos,
+        "neuron": spec.neuron,
+    }
+
+
+def _int_field(msg: dict[str, Any], name: str, size: int) -> int:
+    value = msg.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+        raise MessageError(f"'{name}' must be an integer in [0, {size - 1}], got {value!r}", name)
+    return value
 
 
 def _prompt_field(message: str) -> str:

@@ -12,10 +12,13 @@ from typing import Any
 from ..components import HEAD_PART_SITES, SITES
 from ..corruptions import DIRECTIONS
 from ..metrics import METRICS
+from ..sites import KV_SITES
 
 VIEW_DIRECTIONS = (*DIRECTIONS, "both")
-VIEW_KINDS = ("sweep", "head_parts")
+VIEW_KINDS = ("sweep", "head_parts", "writers")
 VIEW_METHODS = ("exact", "attribution")
+RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
+WRITER_SITES = ("head_by_pos", "mlp_out")
 MAX_LIST = 100_000
 MAX_TEXT = 100_000
 
@@ -36,6 +39,7 @@ class Limits:
     n_heads: int
     n_positions: int
     d_mlp: int
+    n_kv_heads: int
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class ViewRequest:
     neurons: tuple[int, ...] | None = None
     label: str = ""
     method: str = "exact"
+    receivers: tuple[Any, ...] | None = None  # path patching: see path_messages.py
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -68,18 +73,27 @@ class ViewRequest:
             "neurons": list_or_none(self.neurons),
             "label": self.label,
             "method": self.method,
+            **({} if self.receivers is None else {"receivers": _receivers_json(self.receivers)}),
         }
 
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """A component as the front end names it (head = query head for q/k/v/pattern)."""
+    """A component as the front end names it: ``head`` is a query head (sites head,
+    head_by_pos, head_q, head_pattern), ``kv_head`` a key/value head (head_k, head_v)."""
 
     site: str
     layer: int
     head: int | None = None
+    kv_head: int | None = None
     pos: int | None = None
     neuron: int | None = None
+    receiver: Any = None  # a path step: this component reaches only that (path_messages.py)
+
+    @property
+    def engine_head(self) -> int | None:
+        """The engine's ``head`` argument: the key/value head for k/v sites."""
+        return self.kv_head if self.site in KV_SITES else self.head
 
 
 def require_id(msg: Any) -> int:
@@ -100,22 +114,26 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
     """A sweep/drill-down request, checked against the model's sizes and available sites."""
     kind = _choice(msg.get("kind", "sweep"), "kind", VIEW_KINDS)
     direction = _choice(msg.get("direction"), "direction", VIEW_DIRECTIONS)
-    site = _choice(msg.get("site"), "site", tuple(SITES) if kind == "sweep" else ("head",))
-    needed = HEAD_PART_SITES if kind == "head_parts" else (site,)
+    allowed = {"sweep": tuple(SITES), "head_parts": ("head",), "writers": RESIDUAL_SITES}[kind]
+    site = _choice(msg.get("site"), "site", allowed)
+    needed = {"sweep": (site,), "head_parts": HEAD_PART_SITES, "writers": WRITER_SITES}[kind]
     for name in needed:
         reason = sites.get(name, "unknown site")
         if reason is not None:
             raise MessageError(f"site {name!r} is not available: {reason}", "site")
+    # A k/v sweep restricts key/value heads; everything else (and head_parts) query heads.
+    n_heads = limits.n_kv_heads if kind == "sweep" and site in KV_SITES else limits.n_heads
     request = ViewRequest(
         kind=kind,
         site=site,
         direction=direction,
         layers=_indices(msg.get("layers"), "layers", limits.n_layers),
-        heads=_indices(msg.get("heads"), "heads", limits.n_heads),
+        heads=_indices(msg.get("heads"), "heads", n_heads),
         positions=_indices(msg.get("positions"), "positions", limits.n_positions),
         neurons=_indices(msg.get("neurons"), "neurons", limits.d_mlp),
         label=_text(msg.get("label", ""), "label", 200),
         method=_choice(msg.get("method", "exact"), "method", VIEW_METHODS),
+        receivers=_receivers(msg, limits, kind, site),
     )
     if kind == "head_parts" and (
         request.layers is None
@@ -124,7 +142,24 @@ def parse_view(msg: dict[str, Any], limits: Limits, sites: dict[str, str | None]
         or len(request.heads) != 1
     ):
         raise MessageError("a head drill-down needs exactly one layer and one head", "heads")
+    if kind == "writers":
+        if request.layers is None or len(request.layers) != 1:
+            raise MessageError("a writers view needs exactly one layer", "layers")
+        if request.positions is None or len(request.positions) != 1:
+            raise MessageError("a writers view needs exactly one position", "positions")
+        if not any(writer_layers(site, request.layers[0])):
+            raise MessageError(
+                "only the embeddings write the residual stream entering layer 0", "layers"
+            )
     return request
+
+
+def writer_layers(site: str, layer: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Layers whose attention heads, and whose MLPs, write the residual stream ``site`` of
+    ``layer`` (every earlier block; resid_mid also the layer's own attention)."""
+    heads_to = {"resid_pre": layer, "resid_mid": layer + 1, "resid_post": layer + 1}[site]
+    mlps_to = {"resid_pre": layer, "resid_mid": layer, "resid_post": layer + 1}[site]
+    return tuple(range(heads_to)), tuple(range(mlps_to))
 
 
 def parse_components(raw: Any, limits: Limits, sites: dict[str, str | None]) -> list[ComponentSpec]:
@@ -147,11 +182,32 @@ def parse_components(raw: Any, limits: Limits, sites: dict[str, str | None]) -> 
                 site=site,
                 layer=_int(item.get("layer"), f"components[{i}].layer", 0, limits.n_layers - 1),
                 head=_opt_int(item.get("head"), f"components[{i}].head", limits.n_heads),
+                kv_head=_opt_int(
+                    item.get("kv_head"), f"components[{i}].kv_head", limits.n_kv_heads
+                ),
                 pos=_opt_int(item.get("pos"), f"components[{i}].pos", limits.n_positions),
                 neuron=_opt_int(item.get("neuron"), f"components[{i}].neuron", limits.d_mlp),
+                receiver=_step_receiver(item.get("receiver"), limits, i),
             )
         )
+        _check_head_space(out[-1], i)
     return out
+
+
+def _check_head_space(spec: ComponentSpec, i: int) -> None:
+    """Key/value sites name a ``kv_head``, the other head sites a query ``head``; never both."""
+    name = f"components[{i}]"
+    if spec.site in KV_SITES:
+        if spec.head is not None or spec.kv_head is None:
+            raise MessageError(
+                f"{name}: site {spec.site!r} indexes key/value heads: give 'kv_head', not 'head'",
+                f"{name}.kv_head",
+            )
+    elif spec.kv_head is not None:
+        raise MessageError(
+            f"{name}: only head_k and head_v take 'kv_head'; site {spec.site!r} uses 'head'",
+            f"{name}.kv_head",
+        )
 
 
 def parse_metric(msg: dict[str, Any]) -> tuple[str, bool]:
@@ -233,3 +289,26 @@ def _indices(value: Any, name: str, size: int) -> tuple[int, ...] | None:
 
 def list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
     return None if values is None else list(values)
+
+
+def _receivers(msg: dict[str, Any], limits: Limits, kind: str, site: str) -> tuple[Any, ...] | None:
+    from .path_messages import check_senders, parse_receivers
+
+    receivers = parse_receivers(msg.get("receivers"), limits)
+    if receivers is not None:
+        if kind != "sweep":
+            raise MessageError("receivers apply to sweeps, not to a head drill-down", "receivers")
+        check_senders(site)
+    return receivers
+
+
+def _step_receiver(raw: Any, limits: Limits, i: int) -> Any:
+    from .path_messages import parse_receiver
+
+    return None if raw is None else parse_receiver(raw, limits, f"components[{i}].receiver")
+
+
+def _receivers_json(receivers: tuple[Any, ...]) -> list[Any]:
+    from .path_messages import receiver_json
+
+    return [receiver_json(r) for r in receivers]

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..components import HEAD_PART_SITES
 from ..readouts import READOUT_FIELDS
-from .messages import ViewRequest
+from ..sites import KV_SITES
+from .messages import ViewRequest, writer_layers
 
 PART_LABELS = {"head_q": "q", "head_k": "k", "head_v": "v", "head_pattern": "pattern"}
 _F32 = np.dtype("<f4")
@@ -24,10 +25,13 @@ _F32 = np.dtype("<f4")
 class ViewData:
     """Readouts of one view; slots are filled from (partial) PatchResults."""
 
-    def __init__(self, request_id: int, request: ViewRequest, n_pairs: int) -> None:
+    def __init__(
+        self, request_id: int, request: ViewRequest, n_pairs: int, kv_group: int = 1
+    ) -> None:
         self.id = request_id
         self.request = request
         self.n_pairs = n_pairs
+        self.kv_group = kv_group
         self.started = time.monotonic()
         self.axes: list[str] = []
         self.labels: dict[str, list[str]] = {}
@@ -45,7 +49,15 @@ class ViewData:
         if not self.panels:
             self._allocate(result, readouts)
         panel = self.panels[direction]
-        if self.request.kind == "head_parts":
+        if self.request.kind == "writers":
+            target = panel["readouts"]
+            n_heads = target.shape[1] - 1
+            rows = [self.coords["layer"].index(layer) for layer in result.coords["layer"]]
+            if site == "mlp_out":
+                target[rows, n_heads] = readouts.reshape(len(rows), *target.shape[2:])
+            else:
+                target[rows, :n_heads] = readouts.reshape(len(rows), n_heads, *target.shape[2:])
+        elif self.request.kind == "head_parts":
             panel["readouts"][HEAD_PART_SITES.index(site)] = readouts.reshape(
                 panel["readouts"].shape[1:]
             )
@@ -60,7 +72,21 @@ class ViewData:
         self.results.append((direction, site, result))
 
     def _allocate(self, result: Any, readouts: np.ndarray) -> None:
-        if self.request.kind == "head_parts":
+        if self.request.kind == "writers":
+            head_layers, mlp_layers = writer_layers(self.request.site, _single(self.request.layers))
+            layers = sorted(set(head_layers) | set(mlp_layers))
+            pos = _single(self.request.positions)
+            n_heads = len(result.coords["head"]) if result.site == "head_by_pos" else 0
+            self.axes = ["layer", "writer"]
+            self.shape = [len(layers), n_heads + 1]
+            self.labels = {
+                "layer": [f"L{layer}" for layer in layers],
+                "writer": [*(f"H{h}" for h in range(n_heads)), "MLP"],
+            }
+            writers: list[Any] = [{"site": "head_by_pos", "head": h} for h in range(n_heads)]
+            self.coords = {"layer": layers, "writer": [*writers, {"site": "mlp_out"}]}
+            self.fixed = {"pos": pos}
+        elif self.request.kind == "head_parts":
             pos_axis = list(result.axes).index("pos")
             n_pos = readouts.shape[pos_axis]
             self.axes = ["site", "pos"]
@@ -70,12 +96,24 @@ class ViewData:
                 "pos": list(result.labels["pos"]),
             }
             self.coords = {"site": list(HEAD_PART_SITES), "pos": list(result.coords["pos"])}
-            self.fixed = {"layer": self.request.layers[0], "head": self.request.heads[0]}
+            head = _single(self.request.heads)
+            self.fixed = {
+                "layer": _single(self.request.layers),
+                "head": head,
+                "kv_head": head // self.kv_group,
+            }
         else:
-            self.axes = list(result.axes)
+            # The head axis of a k/v sweep counts key/value heads: named so on the wire.
+            kv = result.site in KV_SITES
+            self.axes = ["kv_head" if kv and a == "head" else a for a in result.axes]
             self.shape = list(readouts.shape[:-2])
-            self.labels = {a: list(result.labels[a]) for a in self.axes}
-            self.coords = {a: [int(c) for c in result.coords[a]] for a in self.axes}
+            self.labels = {
+                a: list(result.labels[r]) for a, r in zip(self.axes, result.axes, strict=True)
+            }
+            self.coords = {
+                a: [int(c) for c in result.coords[r]]
+                for a, r in zip(self.axes, result.axes, strict=True)
+            }
         full = (*self.shape, self.n_pairs, len(READOUT_FIELDS))
         base = (self.n_pairs, len(READOUT_FIELDS))
         for direction in self.request.directions:
@@ -84,6 +122,22 @@ class ViewData:
                 "clean": np.full(base, np.nan, dtype=np.float32),
                 "corrupted": np.full(base, np.nan, dtype=np.float32),
             }
+
+    def components(self) -> list[dict[str, Any]]:
+        """Each cell's component in row-major order, named as the front end names it."""
+        out = []
+        for index in np.ndindex(*self.shape):
+            comp: dict[str, Any] = {"site": self.request.site, **self.fixed}
+            for axis, i in zip(self.axes, index, strict=True):
+                value = self.coords[axis][i]
+                if isinstance(value, dict):
+                    comp.update(value)
+                else:
+                    comp[axis] = value
+            kv = comp["site"] in KV_SITES
+            comp.pop("head" if kv else "kv_head", None)
+            out.append(comp)
+        return out
 
     @property
     def ready(self) -> bool:
@@ -122,8 +176,18 @@ class ViewData:
         return b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)
 
 
+def _single(values: tuple[int, ...] | None) -> int:
+    """The one index of a drill view's restriction (validated to hold exactly one)."""
+    if values is None or len(values) != 1:
+        raise ValueError(f"expected one index, got {values!r}")
+    return values[0]
+
+
 def circuit_payload(
-    request_id: int, components: list[dict[str, Any]], results: dict[tuple[str, str], Any]
+    request_id: int,
+    components: list[dict[str, Any]],
+    results: dict[tuple[str, str], Any],
+    complement_note: str | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Meta and buffer of a circuit check: per entry, readouts then clean and corrupted."""
     entries, parts, n_pairs = [], [], 0
@@ -142,5 +206,6 @@ def circuit_payload(
         "entries": entries,
         "n_pairs": n_pairs,
         "fields": list(READOUT_FIELDS),
+        "complement_note": complement_note,
     }
     return meta, b"".join(np.ascontiguousarray(p, dtype=_F32).tobytes() for p in parts)

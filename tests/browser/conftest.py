@@ -88,6 +88,11 @@ def capture_failure(page: Any, node: pytest.Item, artifacts: Path) -> None:
 def page(browser: Any, request: pytest.FixtureRequest, artifacts: Path) -> Iterator[Any]:
     """A fresh browser context per test; on failure, a screenshot and the console log."""
     context = browser.new_context(viewport=VIEWPORT)
+    # The widget writes every cell value into the DOM (data-values) only when tests ask for it.
+    context.add_init_script(
+        "document.addEventListener('DOMContentLoaded', () => "
+        "{ document.body.dataset.pwTestValues = '1'; });"
+    )
     page = context.new_page()
     page.set_default_timeout(30_000)
     console: list[str] = []

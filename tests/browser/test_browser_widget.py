@@ -114,9 +114,14 @@ def test_click_drills_down_to_heads_by_position(open_notebook):
     assert top["axes"] == ["layer", "pos"], top["axes"]
     row, col = 1, len(top["coords"]["pos"]) - 1
     layer, pos = top["coords"]["layer"][row], top["coords"]["pos"][col]
-    n_sweeps = len(sweeps(nb.probe(1)))
 
-    widget.click_cell(row, col)
+    widget.click_cell(row, col)  # a residual cell opens its writers, and offers its readers
+    state = nb.probe_until(1, lambda s: sweeps(s)[-1]["site"] == "writers", timeout=60)
+    n_sweeps = len(sweeps(state))
+    readers = widget.hook("pw-drill-option")
+    readers.wait_for()
+    assert "readers" in readers.inner_text()
+    readers.click()
     state = nb.probe_until(1, lambda s: len(sweeps(s)) > n_sweeps, timeout=60)
     drill = sweeps(state)[-1]
     assert drill["site"] == "head_by_pos" and drill["layers"] == [layer], drill
