@@ -24,6 +24,7 @@ class BatchCost:
     overhead: float  # per pass: trace set-up, kernel launches, readouts
     per_row: float  # per row: the answer position's logits
     max_tokens: int  # rows x computed positions of one pass: its best size (CPU) or memory (GPU)
+    max_rows: int | None = None  # the user's batch_size, if given
 
 
 def first_layer(targets: Sequence[Target]) -> int:
@@ -56,6 +57,8 @@ def group_batches(
         depth = n_layers - layers[lo]
         suffix = length - np.asarray(positions)
         per_pass = np.maximum(1, cost.max_tokens // (suffix * n_pairs))
+        if cost.max_rows is not None:
+            per_pass = np.minimum(per_pass, max(1, cost.max_rows // n_pairs))
         best = np.zeros(len(positions) + 1)
         choice = np.zeros(len(positions) + 1, dtype=np.int64)
         for j in range(1, len(positions) + 1):
@@ -98,6 +101,8 @@ def group_batches(
         members.sort(key=lambda i: (starts[i], i))
         suffix = length - min(starts[i][1] for i in members)
         size = max(1, cost.max_tokens // (suffix * n_pairs))
+        if cost.max_rows is not None:
+            size = min(size, max(1, cost.max_rows // n_pairs))
         out.extend(members[s : s + size] for s in range(0, len(members), size))
     return sorted(out, key=min)
 

@@ -65,8 +65,8 @@ class Experiment:
             single token, e.g. ``(" Mary", " John")``.
         corruption: instead of ``corrupted``: ``pw.GaussianNoise()``, ``pw.ZeroAblation()``,
             ``pw.MeanAblation()`` or ``pw.ResampleAblation()``.
-        batch_size: rows (patch sets × pairs) per forward pass; default: as many as fit
-            ``memory_budget``.
+        batch_size: at most this many rows (patch sets × pairs) per forward pass; default:
+            what a measured cost model finds cheapest within ``memory_budget``.
         memory_budget: bytes one forward pass may use when ``batch_size`` is None; default: half
             the free GPU memory, or 512 MiB on CPU.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -192,8 +192,6 @@ def batch_cost_of(exp: Experiment, direction: str) -> BatchCost:
     if exp._batch_cost is None:
         length = exp.length
         tokens = memory_tokens(exp.dims, length, exp.device, exp.dtype, exp.memory_budget)
-        if exp.batch_size:
-            tokens = exp.batch_size * length
 
         def timer(rows: int, first: int, start: int) -> float:
             pairs = np.arange(rows) % exp.n_pairs
@@ -201,7 +199,8 @@ def batch_cost_of(exp: Experiment, direction: str) -> BatchCost:
                 partial(patched_pass, exp, direction, pairs, first, start, None), exp.device
             )
 
-        exp._batch_cost = batch_cost(exp.dims, length, exp.device, tokens, timer)
+        cost = batch_cost(exp.dims, length, exp.device, tokens, timer)
+        exp._batch_cost = replace(cost, max_rows=exp.batch_size)
         log.debug("batch cost: %s", exp._batch_cost)
     return exp._batch_cost
 

@@ -211,6 +211,12 @@ def test_grouping_covers_every_set_once_within_its_bounds(overhead: float, max_t
         assert len(groups) == 1
 
 
+def test_grouping_keeps_to_a_row_limit() -> None:
+    groups = group_batches(STARTS, 2, 4, 6, BatchCost(1e9, 0.0, 10**6, max_rows=6))
+    assert sorted(i for g in groups for i in g) == list(range(len(STARTS)))
+    assert max(len(g) for g in groups) == 3 and len(groups) == len(STARTS) // 3
+
+
 def test_grouping_merges_when_passes_cost_more_than_the_work_they_save() -> None:
     cheap = group_batches(STARTS, 1, 4, 6, BatchCost(1.0, 0.0, 10**6))
     dear = group_batches(STARTS, 1, 4, 6, BatchCost(100.0, 0.0, 10**6))
