@@ -80,6 +80,15 @@ def memory_tokens(
     return max(length, budget // per_token)
 
 
+def memory_rows(dims: ModelDims, device: torch.device, budget: int | None) -> int:
+    """Rows of one pass whose answer-position logits and readouts (logits, log-probabilities and
+    both baselines' rows: ~8 floats per vocabulary entry) fit a memory budget, however few
+    positions the pass computes."""
+    if budget is None and device.type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] // 2
+    return max(1, (budget or 512 * 2**20) // (32 * dims.vocab_size))
+
+
 def timed(run: Callable[[], object], device: torch.device) -> float:
     """Seconds ``run`` takes, synchronised on a GPU."""
     if device.type == "cuda":

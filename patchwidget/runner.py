@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .batching import BatchCost, first_layer, group_batches, rows_of
-from .costs import batch_cost, memory_tokens, timed
+from .costs import batch_cost, memory_rows, memory_tokens, timed
 from .engine import Plan
 from .hookpoints import Key, Target
 from .prefix import (
@@ -200,7 +200,8 @@ def batch_cost_of(exp: Experiment, direction: str) -> BatchCost:
             )
 
         cost = batch_cost(exp.dims, length, exp.device, tokens, timer)
-        exp._batch_cost = replace(cost, max_rows=exp.batch_size)
+        rows = exp.batch_size or memory_rows(exp.dims, exp.device, exp.memory_budget)
+        exp._batch_cost = replace(cost, max_rows=rows)
         log.debug("batch cost: %s", exp._batch_cost)
     return exp._batch_cost
 
