@@ -106,6 +106,11 @@ def estimate_readouts(
     grad_drop: bool = False,
 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Estimated readouts (sets, pairs, fields) and, with ``grad_drop``, per-metric scores."""
+    if exp.remote:
+        raise ValueError(
+            "attribution patching needs a local backward pass; load the model without "
+            "remote=..., or use method='exact'"
+        )
     hooks = exp.hooks
     fixed = {t for ts in patch_sets for t in ts if qk_fix and qk_part(hooks, t) is not None}
     if fixed and "denoising" not in exp.directions:
@@ -193,7 +198,8 @@ def qk_part(hooks: HookPoints, t: Target) -> tuple[str, int] | None:
 
 def _contributions(diff: torch.Tensor, grads: torch.Tensor) -> np.ndarray:
     """(pairs, pos, unit, fields): each cell's first-order change of every readout field."""
-    return torch.einsum("bpuw,bpuwf->bpuf", diff.to(grads.dtype), grads).double().cpu().numpy()
+    dtype = torch.promote_types(grads.dtype, torch.float32)  # no bfloat16 sums
+    return torch.einsum("bpuw,bpuwf->bpuf", diff.to(dtype), grads.to(dtype)).double().cpu().numpy()
 
 
 def _source_attention(exp: Experiment, direction: str, layers: frozenset[int]) -> dict[int, Any]:
@@ -226,7 +232,8 @@ def _qk_fix_contributions(
         old = attention_pattern(base["query"], base["key"], base, heads, group)
         # pattern units are (pairs, query pos, head, key pos); gradient fields last
         g = grads[("pattern", t.layer)][:, :, heads].transpose(1, 2)
-        change = torch.einsum("bhqk,bhqkf->bf", (new - old).to(g.dtype), g)
+        dtype = torch.promote_types(g.dtype, torch.float32)
+        change = torch.einsum("bhqk,bhqkf->bf", (new - old).to(dtype), g.to(dtype))
         out[t] = change.double().cpu().numpy()
     return out
 

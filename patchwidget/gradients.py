@@ -8,7 +8,6 @@ only downstream of the earliest swept point and computes gradients only where th
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +94,8 @@ def gradient_pass(
     ):
         if noise is not None:
             embed = hooks.embed()
-            embed.output = embed.output + noise.to(device, embed.output.dtype)
+            clean = embed.output
+            embed.output = clean + noise.to(clean.device, clean.dtype)
         for layer in sorted(set(layers) | set(gated)):
             block = hooks.block(layer)
             mid_key = (RESID_MID, layer)
@@ -105,7 +105,7 @@ def gradient_pass(
                 wanted = key in keys or (mid_key in keys and point in ("block_in", "attn_contrib"))
                 gate = layer in gated and point in ("attn_contrib", "mlp_contrib")
                 if point == "pattern" and layer in attention_layers:
-                    call = getattr(_attention(hooks, block).source, hooks.pattern_call())
+                    call = getattr(hooks.attention(layer).source, hooks.pattern_call())
                     attention[layer] = nnsight.save(call.inputs)
                 if not (wanted or gate):
                     continue
@@ -157,15 +157,12 @@ def attention_inputs(
     with torch.no_grad(), hooks.model.trace(ids.to(device), logits_to_keep=1, use_cache=False):
         if noise is not None:
             embed = hooks.embed()
-            embed.output = embed.output + noise.to(device, embed.output.dtype)
+            clean = embed.output
+            embed.output = clean + noise.to(clean.device, clean.dtype)
         for layer in sorted(layers):
-            call = getattr(_attention(hooks, hooks.block(layer)).source, call_name)
+            call = getattr(hooks.attention(layer).source, call_name)
             saved[layer] = nnsight.save(call.inputs)
     return {layer: _attention_inputs(v) for layer, v in saved.items()}
-
-
-def _attention(hooks: HookPoints, block: Any) -> Any:
-    return functools.reduce(getattr, hooks.arch.attn.split("."), block)
 
 
 def _attention_inputs(inputs: Any) -> dict[str, Any]:

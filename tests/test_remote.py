@@ -154,6 +154,12 @@ def test_confirmatory_patches_and_circuits_equal_the_local_run(
         want = local.patch(_components(), direction)
         got = remote.patch(_components(), direction)
         np.testing.assert_allclose(got.readouts, want.readouts, atol=ATOL)
+    restricted = {"layers": [1], "heads": [0, 3], "positions": [2, 5]}  # positions patched together
+    np.testing.assert_allclose(
+        remote.sweep("head", local.directions[-1], progress=False, **restricted).readouts,
+        local.sweep("head", local.directions[-1], progress=False, **restricted).readouts,
+        atol=ATOL,
+    )
     want_c = local.circuit(_components()[:2])
     got_c = remote.circuit(_components()[:2])
     assert got_c.results.keys() == want_c.results.keys()
@@ -315,3 +321,9 @@ def test_the_progress_bar_shows_the_job_status(monkeypatch: pytest.MonkeyPatch) 
     remote.sweep("head", "denoising")  # one request, and still a bar
     (bar,) = bars
     assert bar.postfixes == ["running", "completed"] and bar.n == 8 and bar.closed
+
+
+def test_attribution_estimates_are_refused_on_a_remote_model() -> None:
+    _, remote = _pair("gpt2", "counterfactual")
+    with pytest.raises(ValueError, match="method='exact'"):
+        remote.sweep("head", method="attribution", progress=False)

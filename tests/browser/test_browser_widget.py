@@ -6,6 +6,7 @@ The heatmap's data-values are checked against the kernel's `w.result.values(...)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,15 @@ from patchwidget.demo import demo_model, demo_prompts
 
 exp = pw.Experiment(demo_model(), batch_size=1, **demo_prompts("flip_s2"))
 w = pw.PatchingWidget(exp)
+w"""
+# The same widget on the demo model through nnsight's local simulation of remote execution.
+REMOTE_DEMO = """\
+import kernel_probe
+import patchwidget as pw
+from patchwidget.demo import demo_model, demo_prompts
+
+model = pw.load_model(demo_model(), remote="local")
+w = pw.PatchingWidget(pw.Experiment(model, **demo_prompts("flip_s2", n=8)))
 w"""
 PROBE = "w.wait(120)\nkernel_probe.widget_state(w)"
 
@@ -73,6 +83,17 @@ def test_heatmap_matches_kernel(open_notebook, artifacts, request, ui):
     screenshot(widget, artifacts / f"{artifact_name(request.node.name)}.png")
     if ui == "lab":
         screenshot(widget, SCREENSHOT)
+
+
+def test_a_remote_model_says_where_it_runs_and_shows_the_kernels_values(open_notebook):
+    nb, widget = open_widget(open_notebook, setup=REMOTE_DEMO)
+    shown = widget.heatmap_values()
+    state = nb.probe(1)
+    assert state["result"]["complete"]
+    assert_values_match(shown, state["result"]["values"][shown_metric(widget)])
+    line = widget.hook("pw-model").inner_text()
+    assert "runs on nnsight's local simulation of NDIF" in line, line
+    assert re.search(r"last request \d+\.\d\d s on the server \(\d+ so far\)", line), line
 
 
 def test_metric_and_direction_switches(open_notebook):
