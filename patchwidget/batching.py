@@ -25,6 +25,7 @@ class BatchCost:
     per_row: float  # per row: the answer position's logits
     max_tokens: int  # rows x computed positions of one pass: its best size (CPU) or memory (GPU)
     max_rows: int | None = None  # the user's batch_size, if given
+    layer_overhead: float = 0.0  # per pass and computed layer: hooks, module calls
 
 
 def first_layer(targets: Sequence[Target]) -> int:
@@ -67,7 +68,7 @@ def group_batches(
             passes = -(-sets // per_pass[k])
             total = (
                 best[k]
-                + passes * cost.overhead
+                + passes * (cost.overhead + cost.layer_overhead * depth)
                 + sets * n_pairs * (depth * suffix[k] + cost.per_row)
             )
             choice[j] = int(np.argmin(total))

@@ -49,21 +49,27 @@ def batch_cost(
     timer: Timer,
 ) -> BatchCost:
     """The cost model of passes on ``device``, at most ``max_tokens`` rows x positions each
-    (a memory bound). On a local CPU the fixed cost per pass is timed: a minimal pass (one row,
-    last layer, last position) against a full one; fastest of a few tries each (a shared machine
-    only ever makes a pass slower)."""
+    (a memory bound). On a local CPU the fixed cost per pass and per layer is timed: one-row,
+    last-position passes of one and of every layer against a full pass; fastest of a few tries
+    each (a shared machine only ever makes a pass slower)."""
     per_row = answer_logits_cost(dims, length)
     if device.type != "cpu":
         overhead = GPU_OVERHEAD_AT_768 * (768 / dims.d_model) ** 2
         return BatchCost(overhead, per_row, max_tokens)
     rows = max(1, min(max_tokens // length, CALIBRATION_TOKEN_LAYERS // (length * dims.n_layers)))
-    small = min(timer(1, dims.n_layers - 1, length - 1) for _ in range(5))
+    n = dims.n_layers
+    small = min(timer(1, n - 1, length - 1) for _ in range(5))
+    deep = min(timer(1, 0, length - 1) for _ in range(3))
     full = min(timer(rows, 0, 0) for _ in range(2))
-    small_work, full_work = 1 + per_row, rows * (dims.n_layers * length + per_row)
-    per_token_layer = max(full - small, 1e-9) / (full_work - small_work)
-    overhead = max(0.0, small / per_token_layer - small_work)
+    small_work, deep_work = 1 + per_row, n + per_row
+    full_work = rows * (n * length + per_row)
+    per_token_layer = max(full - deep, 1e-9) / (full_work - deep_work)
+    # A pass's fixed cost grows with the layers it runs (nnsight's hooks, module calls).
+    extra = (deep - small) / per_token_layer - (deep_work - small_work)
+    per_layer = max(0.0, extra) / max(1, n - 1)
+    overhead = max(0.0, small / per_token_layer - small_work - per_layer)
     best_tokens = CPU_BEST_BYTES // (4 * (dims.d_model + dims.d_mlp))
-    return BatchCost(overhead, per_row, min(max_tokens, best_tokens))
+    return BatchCost(overhead, per_row, min(max_tokens, best_tokens), layer_overhead=per_layer)
 
 
 def memory_tokens(
