@@ -1,8 +1,14 @@
-"""Grouping patch sets into forward passes."""
+"""Grouping patch sets into forward passes.
+
+A pass that starts at layer ``L`` and position ``p`` computes ``(n_layers - L) * (length - p)``
+token-layers per row, plus a fixed cost per pass and the answer-position logits per row.
+Patch sets are grouped so that this total, under a measured :class:`BatchCost`, is small.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,8 +17,95 @@ import torch
 from .hookpoints import Target
 
 
+@dataclass(frozen=True)
+class BatchCost:
+    """What a forward pass costs, in units of one position through one layer of one row."""
+
+    overhead: float  # per pass: trace set-up, kernel launches, readouts
+    per_row: float  # per row: the answer position's logits
+    max_tokens: int  # rows x computed positions of one pass: its best size (CPU) or memory (GPU)
+    max_rows: int | None = None  # the user's batch_size, if given
+    layer_overhead: float = 0.0  # per pass and computed layer: hooks, module calls
+
+
 def first_layer(targets: Sequence[Target]) -> int:
     return min((t.layer for t in targets), default=0)
+
+
+def group_batches(
+    starts: Sequence[tuple[int, int]],
+    n_pairs: int,
+    n_layers: int,
+    length: int,
+    cost: BatchCost,
+) -> list[list[int]]:
+    """Indices of the patch sets of each pass, from each set's (first layer, first position).
+
+    Sets are tiled into rectangles of first layers x first positions, a rectangle running from
+    its smallest layer and position: an exact dynamic program over layer bands, each with its
+    own best cut of positions. A rectangle with more rows than ``cost.max_tokens`` allows is
+    split into several passes."""
+    layers = sorted({layer for layer, _ in starts})
+    positions = sorted({pos for _, pos in starts})
+    count = np.zeros((len(layers), len(positions)), dtype=np.int64)
+    li, pi = {v: i for i, v in enumerate(layers)}, {v: i for i, v in enumerate(positions)}
+    for layer, pos in starts:
+        count[li[layer], pi[pos]] += 1
+
+    def position_cuts(lo: int, hi: int) -> tuple[float, list[int]]:
+        """Best cost and cut points over positions for layer band ``lo .. hi - 1``."""
+        cum = np.concatenate([[0], np.cumsum(count[lo:hi].sum(0))])
+        depth = n_layers - layers[lo]
+        suffix = length - np.asarray(positions)
+        per_pass = np.maximum(1, cost.max_tokens // (suffix * n_pairs))
+        if cost.max_rows is not None:
+            per_pass = np.minimum(per_pass, max(1, cost.max_rows // n_pairs))
+        best = np.zeros(len(positions) + 1)
+        choice = np.zeros(len(positions) + 1, dtype=np.int64)
+        for j in range(1, len(positions) + 1):
+            k = np.arange(j)
+            sets = cum[j] - cum[k]
+            passes = -(-sets // per_pass[k])
+            total = (
+                best[k]
+                + passes * (cost.overhead + cost.layer_overhead * depth)
+                + sets * n_pairs * (depth * suffix[k] + cost.per_row)
+            )
+            choice[j] = int(np.argmin(total))
+            best[j] = total[choice[j]]
+        cuts, j = [], len(positions)
+        while j > 0:
+            cuts.append(int(choice[j]))
+            j = cuts[-1]
+        return float(best[-1]), sorted(cuts)
+
+    best = np.zeros(len(layers) + 1)
+    choice: list[tuple[int, list[int]]] = [(0, [])]
+    for hi in range(1, len(layers) + 1):
+        bands = [(lo, *position_cuts(lo, hi)) for lo in range(hi)]
+        lo, total, cuts = min(bands, key=lambda band: best[band[0]] + band[1])
+        best[hi] = best[lo] + total
+        choice.append((lo, cuts))
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    hi = len(layers)
+    while hi > 0:
+        lo, cuts = choice[hi]
+        edges = [*cuts, len(positions)]
+        for i, (layer, pos) in enumerate(starts):
+            if lo <= li[layer] < hi:
+                segment = int(np.searchsorted(edges, pi[pos], side="right")) - 1
+                groups.setdefault((lo, segment), []).append(i)
+        hi = lo
+    out: list[list[int]] = []
+    for members in groups.values():
+        members.sort(key=lambda i: (starts[i], i))
+        suffix = length - min(starts[i][1] for i in members)
+        size = max(1, cost.max_tokens // (suffix * n_pairs))
+        if cost.max_rows is not None:
+            size = min(size, max(1, cost.max_rows // n_pairs))
+        out.extend(members[s : s + size] for s in range(0, len(members), size))
+    return sorted(out, key=min)
 
 
 def batches(
@@ -36,9 +129,10 @@ def batches(
     return bounds
 
 
-def rows_of(value: Any, pairs: np.ndarray) -> Any:
-    """Rows of a block output (a tensor, or a tuple led by one) for the given pairs."""
+def rows_of(value: Any, pairs: np.ndarray, start: int = 0) -> Any:
+    """Positions ``start ..`` of a block output (a tensor, or a tuple led by one) for the given
+    pairs."""
     index = torch.as_tensor(pairs)
     if isinstance(value, tuple):
-        return (value[0][index.to(value[0].device)], *value[1:])
-    return value[index.to(value.device)]
+        return (value[0][index.to(value[0].device), start:], *value[1:])
+    return value[index.to(value.device), start:]

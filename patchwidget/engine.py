@@ -70,6 +70,7 @@ class Engine:
         skip: Sequence[Any] = (),
         save_blocks: bool = False,
         last: torch.Tensor | None = None,
+        cache: Any = None,
     ) -> tuple[torch.Tensor, dict[Key, Any]]:
         """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
 
@@ -79,7 +80,10 @@ class Engine:
 
         ``skip[k]`` replaces block ``k``'s output without running it (rows' base-run outputs, for
         layers before the first patch). ``save_blocks`` also returns every block's raw output
-        under the key ``("block_raw", layer)``.
+        under the key ``("block_raw", layer)``. ``cache`` is a transformers key/value cache the
+        model reads and fills: an empty one collects every layer's keys and values; one holding
+        the first positions makes ``ids`` (and ``noise``, ``plan``, ``skip``) the positions after
+        them.
         """
         hooks = self.hooks
         masks = plan.masks if plan else {}
@@ -91,6 +95,13 @@ class Engine:
             hooks.pattern_call()  # instruments the attention source; can't happen inside a trace
         saved: dict[Key, Any] = {}
         options: dict[str, Any] = {"logits_to_keep": 1 if last is None else 0, "use_cache": False}
+        if cache is not None:
+            # Padded rows (``last``) never get here: runner.start_of runs them from position 0.
+            assert last is None, "a key/value prefix cache needs rows of one length"
+            # The mask covers the cached positions too (nnsight would make one for ``ids`` only).
+            width = cache.get_seq_length() + ids.shape[1]
+            options["cache"] = cache
+            options["attention_mask"] = torch.ones(ids.shape[0], width, dtype=torch.long)
         log.debug(
             "forward: %d rows, %d patched and %d saved hook points, %d layers skipped",
             len(ids),
@@ -159,8 +170,10 @@ class Engine:
         source_values: Mapping[Key, torch.Tensor],
         length: int,
         position_table: np.ndarray | None = None,
+        start: int = 0,
     ) -> Plan:
-        """Masks and gathered sources for rows = patch sets repeated over their pairs.
+        """Masks and gathered sources for rows = patch sets repeated over their pairs, over
+        positions ``start .. length - 1`` (no patch may touch an earlier position).
 
         ``pair_of_row`` has ``len(patch_sets) * n_pairs`` entries; row ``i * n_pairs + p`` is
         patch set ``i`` on pair ``p``. With ``position_table`` (names, pairs), a target's
@@ -175,18 +188,19 @@ class Engine:
                 key = (t.point, t.layer)
                 if key not in masks:
                     units = self.hooks.n_units(t.point)
-                    masks[key] = np.zeros((n_rows, length, units), dtype=bool)
+                    masks[key] = np.zeros((n_rows, length - start, units), dtype=bool)
                 if t.positions is None or position_table is None:
-                    pos = slice(None) if t.positions is None else list(t.positions)
+                    pos = slice(None) if t.positions is None else [p - start for p in t.positions]
                     masks[key][rows, pos, t.unit] = True
                     continue
                 row_ids = np.arange(rows.start, rows.stop)
                 for name in t.positions:
-                    masks[key][row_ids, position_table[name, pair_of_row[row_ids]], t.unit] = True
+                    columns = position_table[name, pair_of_row[row_ids]] - start
+                    masks[key][row_ids, columns, t.unit] = True
         rows_t = torch.as_tensor(pair_of_row, device=self.device)
         return Plan(
             masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},
-            sources={k: source_values[k].to(self.device)[rows_t] for k in masks},
+            sources={k: source_values[k][:, start:].to(self.device)[rows_t] for k in masks},
         )
 
 

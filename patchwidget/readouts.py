@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 READOUT_FIELDS = ("logit_correct", "logit_incorrect", "lse", "kl_clean", "kl_corrupted", "rank")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline run's answer-position distribution, precomputed for KL divergences against it
+    (not ``exp()`` of its log-probabilities in every batch): log-probabilities and probabilities
+    (pairs, vocab)."""
+
+    logprobs: torch.Tensor
+    probs: torch.Tensor
+
+    @classmethod
+    def of(cls, logits: torch.Tensor) -> Baseline:
+        logprobs = torch.log_softmax(logits.float(), -1)
+        return cls(logprobs, logprobs.exp())
+
+    def rows(self, index: torch.Tensor) -> Baseline:
+        return Baseline(self.logprobs[index], self.probs[index])
+
+    def kl_to(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """KL(baseline || patched) per row, in nats."""
+        return (self.probs * (self.logprobs - logprobs)).sum(-1)
 
 
 def compute_readouts(
     logits: torch.Tensor,
     correct: torch.Tensor,
     incorrect: torch.Tensor,
-    clean_logprobs: torch.Tensor,
-    corrupted_logprobs: torch.Tensor,
+    clean: Baseline,
+    corrupted: Baseline,
 ) -> torch.Tensor:
     """Readouts (rows, 6) from last-position logits (rows, vocab).
 
-    ``correct``/``incorrect`` hold each row's answer token ids; ``clean_logprobs`` and
-    ``corrupted_logprobs`` hold each row's baseline log-probabilities (rows, vocab).
+    ``correct``/``incorrect`` hold each row's answer token ids; ``clean`` and ``corrupted``
+    hold each row's baseline distribution.
     """
     logits = logits.float()
     rows = torch.arange(logits.shape[0], device=logits.device)
@@ -31,14 +55,9 @@ def compute_readouts(
             logit_correct,
             logit_incorrect,
             lse,
-            _kl(clean_logprobs.float(), logprobs),
-            _kl(corrupted_logprobs.float(), logprobs),
+            clean.kl_to(logprobs),
+            corrupted.kl_to(logprobs),
             rank,
         ],
         dim=-1,
     )
-
-
-def _kl(reference_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
-    """KL(reference || patched) per row, in nats."""
-    return (reference_logprobs.exp() * (reference_logprobs - logprobs)).sum(dim=-1)

@@ -5,14 +5,30 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from . import checks
-from .batching import batches, first_layer, rows_of
-from .hookpoints import Target
+from .batching import BatchCost, first_layer, group_batches, rows_of
+from .costs import batch_cost, memory_rows, memory_tokens, timed
+from .engine import Plan
+from .hookpoints import Key, Target
+from .padding import by_rows
+from .prefix import (
+    BaseRun,
+    changed_cells,
+    changes_nothing,
+    empty_cache,
+    first_change,
+    keys_values,
+    prefix_cache,
+    reuse_blocker,
+    trim,
+)
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
 
@@ -76,43 +92,73 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
     with exp._lock:
         if exp._remote is not None:
             # Remote models run through nnsight session requests (remote.py); the local
-            # shortcuts below (skipping unpatched layers, cached base-run blocks) need the
-            # model's activations here.
+            # shortcuts below (skipping unpatched layers and, through the base run's key/value
+            # cache, unpatched positions: that cache is a local object the model fills in place,
+            # which a remote session neither fills nor sends back) need the model's activations
+            # here.
             return exp._remote.run(request, lambda values, complete: _result(values, complete))
         keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
         sources = exp._source_values(direction, keys)
-        base = exp._base_run(direction)
-        rows = exp._rows()
-        per_batch = max(1, rows // n_pairs)
-        # More pairs than a batch holds: each patch set runs on slices of the pairs.
-        pair_slices = np.array_split(np.arange(n_pairs), -(-n_pairs // rows))
+        starts = [(first_layer(targets), 0) for targets in patch_sets]
+        unchanged: list[int] = []
+        if prefix_reuse_blocker(exp) is None:
+            changed = changed_cells(sources, base_values(exp, direction, keys))
+            starts = [start_of(exp, targets, changed) for targets in patch_sets]
+            # A set that writes only values already there runs no pass: its readouts are the
+            # base run's, exactly (a shorter pass would differ from them in the last float bits,
+            # breaking the ties that rank comparisons such as verify() rely on).
+            unchanged = [
+                i
+                for i, targets in enumerate(patch_sets)
+                if reuse_blocker(targets) is None and changes_nothing(targets, changed, exp.length)
+            ]
+        todo = sorted(set(range(n_sets)) - set(unchanged))
+        cost = batch_cost_of(exp, direction)
+        groups = [
+            [todo[i] for i in members]
+            for members in group_batches(
+                [starts[i] for i in todo], n_pairs, exp.dims.n_layers, exp.length, cost
+            )
+        ]
+        log.debug(
+            "%s (%s): %d sets in %d passes, %d unchanged",
+            request.site,
+            direction,
+            n_sets,
+            len(groups),
+            len(unchanged),
+        )
+        if unchanged:
+            denoising = direction == "denoising"
+            readouts[unchanged] = exp.corrupted_readouts if denoising else exp.clean_readouts
         bar = (
             _progress_bar(n_sets, request.site, direction)
-            if request.progress and n_sets > per_batch
+            if request.progress and len(groups) > 1
             else None
         )
-        done = 0
-        # A GPU pass costs launches more than arithmetic: keep its batches full.
-        min_size = per_batch if exp.device.type == "cuda" else max(1, per_batch // 4)
-        for start, stop in batches(patch_sets, per_batch, min_size):
+        done = len(unchanged)
+        if bar is not None:
+            bar.update(done)
+        for members in groups:
             if cancelled(request.cancel):
                 log.info("%s (%s) cancelled after %d of %d", request.site, direction, done, n_sets)
                 break
-            chunk = patch_sets[start:stop]
-            first = min(first_layer(targets) for targets in chunk)
+            first = min(starts[i][0] for i in members)
+            start = min(starts[i][1] for i in members)
+            chunk = [trim(patch_sets[i], first, start) for i in members]
             batch = np.empty((len(chunk), n_pairs, len(READOUT_FIELDS)), dtype=np.float32)
-            for some in pair_slices:
+            # More pairs than a pass holds: each group runs on slices of the pairs.
+            for some in pair_slices(n_pairs, exp.length - start, cost):
                 pairs = np.tile(some, len(chunk))
-                plan = exp.engine.plan(chunk, pairs, sources, exp.length, exp._position_table)
-                skip = [rows_of(out, pairs) for out in base_blocks(exp, direction)[:first]]
-                noise = None if base.noise is None else base.noise[pairs]
-                last = None if exp._last is None else exp._last[pairs]
-                logits, _ = exp.engine.forward(base.ids[pairs], noise, plan, skip=skip, last=last)
+                plan = exp.engine.plan(
+                    chunk, pairs, sources, exp.length, exp._position_table, start
+                )
+                logits = patched_pass(exp, direction, pairs, first, start, plan)
                 some_readouts = exp._readouts(logits, pairs)
                 batch[:, some] = some_readouts.reshape(len(chunk), len(some), -1)
             if not np.isfinite(batch).all():
-                _mark_nonfinite(batch, request, start, metadata)
-            readouts[start : start + len(chunk)] = batch
+                _mark_nonfinite(batch, request, members, metadata)
+            readouts[members] = batch
             done += len(chunk)
             if bar is not None:
                 bar.update(len(chunk))
@@ -133,27 +179,142 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
 
 
 def _mark_nonfinite(
-    batch: np.ndarray, request: RunRequest, start: int, metadata: dict[str, Any]
+    batch: np.ndarray, request: RunRequest, members: list[int], metadata: dict[str, Any]
 ) -> None:
-    """NaN where a patch gave NaN or inf, and the cell named in ``metadata["nonfinite"]``."""
+    """NaN where a patch gave NaN or inf, and the cell named in ``metadata["nonfinite"]``;
+    ``batch[i]`` holds patch set ``members[i]``."""
     bad = ~np.isfinite(batch)
     batch[bad] = np.nan
     for i in np.flatnonzero(bad.any(axis=(1, 2))):
         pairs = np.flatnonzero(bad[i].any(axis=-1)) + 1
-        cell = f"{describe(request, start + int(i))} (pair {', '.join(map(str, pairs))})"
+        cell = f"{describe(request, members[int(i)])} (pair {', '.join(map(str, pairs))})"
         metadata.setdefault("nonfinite", []).append(cell)
         log.warning("non-finite readouts: %s, %s", request.site, cell)
 
 
+def prefix_reuse_blocker(exp: Experiment) -> str | None:
+    """Why no pass of ``exp`` may start after position 0, or None when prefixes can be reused.
+
+    Prompts of different lengths are right-padded, so one column holds different tokens'
+    positions in different pairs and a patch set's first changed position differs by pair;
+    their padding also makes clean and corrupted activations differ at columns that are no
+    real token of one of them, and each row is read at its own last token (``exp._last``), which
+    a pass over a suffix would have to re-index. Named positions (``exp._position_table``) are
+    names, not columns, which ``first_change`` and ``trim`` read as columns. Rather than risk an
+    inexact prefix for these, such experiments run every position (layers before a batch's first
+    patch are still skipped, and batches still grouped by the cost model)."""
+    if exp._last is not None:
+        return "prompts of different lengths (right-padded, each read at its own last token)"
+    if exp._position_table is not None:
+        return "named positions (a name is a different column in each pair)"
+    return None
+
+
+def pair_slices(n_pairs: int, width: int, cost: BatchCost) -> list[np.ndarray]:
+    """The pairs split into slices that each fit one pass of ``width`` positions: at most
+    ``cost.max_rows`` rows and ``cost.max_tokens`` rows x positions (one slice when a patch
+    set's pairs fit)."""
+    size = max(1, cost.max_tokens // max(1, width))
+    if cost.max_rows is not None:
+        size = min(size, cost.max_rows)
+    if n_pairs <= size:
+        return [np.arange(n_pairs)]
+    return np.array_split(np.arange(n_pairs), -(-n_pairs // size))
+
+
+def start_of(
+    exp: Experiment, targets: list[Target], changed: dict[Key, torch.Tensor]
+) -> tuple[int, int]:
+    """The first layer and first position a patch set's pass must compute."""
+    if reuse_blocker(targets) is not None:
+        return first_layer(targets), 0
+    return first_change(targets, changed, exp.dims.n_layers, exp.length)
+
+
+def base_values(exp: Experiment, direction: str, keys: set[Key]) -> dict[Key, torch.Tensor]:
+    """The base run's own values at ``keys``: the clean run's (the sources denoising patches in)
+    for noising, the corrupted run's (the sources noising patches in) for denoising."""
+    return exp._source_values("noising" if direction == "denoising" else "denoising", keys)
+
+
+def patched_pass(
+    exp: Experiment, direction: str, pairs: np.ndarray, first: int, start: int, plan: Plan | None
+) -> torch.Tensor:
+    """Answer-position logits of the base run's ``pairs`` rows under ``plan``, computing only
+    layers ``first ..`` and positions ``start ..``: the base run supplies the block outputs
+    before ``first`` and the keys and values before ``start``."""
+    run_input, base = exp._base_run(direction), base_run(exp, direction)
+    skip = [rows_of(out, pairs, start) for out in base.blocks[:first]]
+    noise = None if run_input.noise is None else run_input.noise[pairs][:, start:]
+    cache = None
+    if start:
+        assert base.kv is not None, "start_of gives position 0 where keys and values are absent"
+        cache = prefix_cache(base.kv, torch.as_tensor(pairs), start, exp._hf.config)
+    last = None if exp._last is None else exp._last[pairs]
+    ids = run_input.ids[pairs][:, start:]
+    return exp.engine.forward(ids, noise, plan, skip=skip, cache=cache, last=last)[0]
+
+
 def base_blocks(exp: Experiment, direction: str) -> list[Any]:
     """Every block's output on the base run of a direction (to skip unpatched layers)."""
+    return base_run(exp, direction).blocks
+
+
+def base_run(exp: Experiment, direction: str) -> BaseRun:
+    """Every block's output and every layer's keys and values on the base run of a direction."""
     if direction not in exp._block_outputs:
-        base = exp._base_run(direction)
-        saved = exp._forward(base.ids, base.noise, save_blocks=True)[1]
-        exp._block_outputs[direction] = [
-            saved[("block_raw", layer)] for layer in range(exp.dims.n_layers)
-        ]
+        run_input = exp._base_run(direction)
+        noise = run_input.noise
+        caches: list[Any] = []
+        reuse = prefix_reuse_blocker(exp) is None
+
+        def run_rows(rows: torch.Tensor) -> tuple[torch.Tensor, dict[Key, Any]]:
+            # One cache per slice of rows (at most ``exp._rows()`` per pass, as every unpatched
+            # run); their keys and values are joined along rows below.
+            cache = empty_cache() if reuse else None
+            if cache is not None:
+                caches.append(cache)
+            return exp.engine.forward(
+                run_input.ids[rows],
+                None if noise is None else noise[rows],
+                save_blocks=True,
+                cache=cache,
+            )
+
+        saved = by_rows(run_rows, len(run_input.ids), exp._rows())[1]
+        blocks = [saved[("block_raw", layer)] for layer in range(exp.dims.n_layers)]
+        kv = None
+        if caches:
+            parts = [keys_values(cache) for cache in caches]
+            kv = [
+                (torch.cat([p[i][0] for p in parts]), torch.cat([p[i][1] for p in parts]))
+                for i in range(len(parts[0]))
+            ]
+        exp._block_outputs[direction] = BaseRun(blocks, kv)
     return exp._block_outputs[direction]
+
+
+def batch_cost_of(exp: Experiment, direction: str) -> BatchCost:
+    """The experiment's measured cost model of a pass (timed once, on the first sweep)."""
+    if exp._batch_cost is None:
+        length = exp.length
+        tokens = memory_tokens(exp.dims, length, exp.device, exp.dtype, exp.memory_budget)
+
+        reuse = prefix_reuse_blocker(exp) is None
+        max_rows = exp.batch_size or memory_rows(exp.dims, exp.device, exp.memory_budget)
+
+        def timer(rows: int, first: int, start: int) -> float:
+            pairs = np.arange(rows) % exp.n_pairs
+            # Without prefix reuse every pass runs every position: so does the calibration.
+            start = start if reuse else 0
+            return timed(
+                partial(patched_pass, exp, direction, pairs, first, start, None), exp.device
+            )
+
+        cost = batch_cost(exp.dims, length, exp.device, tokens, timer, max_rows)
+        exp._batch_cost = replace(cost, max_rows=max_rows)
+        log.debug("batch cost: %s", exp._batch_cost)
+    return exp._batch_cost
 
 
 def cancelled(cancel: Cancel | None) -> bool:

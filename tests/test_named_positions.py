@@ -107,7 +107,7 @@ def _exp(**kwargs) -> pw.Experiment:
 
 
 def test_unequal_lengths_without_names_explain_named_positions() -> None:
-    with pytest.raises(ValueError, match=r"pair 0: 6, pair 1: 8.*positions=\{'S2'.*'marked'"):
+    with pytest.raises(ValueError, match=r"pair 1: 6, pair 2: 8.*positions=\{'S2'.*'marked'"):
         _exp()
 
 
