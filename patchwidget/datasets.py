@@ -23,11 +23,25 @@ KNOWN = ("clean", "corrupted", "correct", "incorrect", "answers")
 _INTEGER = re.compile(r"-?\d+")
 
 
+def _is_answer_pair(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(t, str) for t in value)
+    )
+
+
 def load_dataset(source: Any) -> dict[str, Any]:
     """``pw.Experiment`` keywords (clean, corrupted, answers, positions) from a pandas DataFrame,
     a dict of columns, a list of rows, or a ``.json`` / ``.csv`` file."""
     frame = _frame(source)
     if "answers" in frame.columns and not {"correct", "incorrect"} <= set(frame.columns):
+        bad = [a for a in frame["answers"] if not _is_answer_pair(a)]
+        if bad:
+            raise ValueError(
+                '"answers" must be a list of [correct, incorrect] pairs, e.g. [[" Mary", " John"]]'
+                f", got {bad[0]!r:.80}"
+            )
         frame = frame.assign(
             correct=[a[0] for a in frame["answers"]], incorrect=[a[1] for a in frame["answers"]]
         )

@@ -190,7 +190,11 @@ def test_both_directions_and_restricted_drill_down() -> None:
     assert meta["directions"] == ["denoising", "noising"]
     assert meta["shape"] == [1, 4, 1] and meta["coords"]["layer"] == [1]
     panels = decode(meta, w.result_bytes)
-    assert np.isfinite(panels["noising"]["readouts"]).all()
+    for direction in ("denoising", "noising"):
+        want = w.experiment.sweep(
+            "head_by_pos", direction, layers=[1], positions=[10], progress=False
+        )
+        np.testing.assert_allclose(panels[direction]["readouts"], want.readouts, atol=1e-5)
     assert w.history[-1]["layers"] == [1] and w.history[-1]["positions"] == [10]
 
 
@@ -214,7 +218,16 @@ def test_head_parts_view_stacks_q_k_v_pattern() -> None:
     assert meta["coords"]["site"] == ["head_q", "head_k", "head_v", "head_pattern"]
     assert meta["fixed"] == {"layer": 2, "head": 1, "kv_head": 1}
     assert meta["shape"] == [4, len(w.experiment.position_labels)]
-    assert np.isfinite(decode(meta, w.result_bytes)["noising"]["readouts"]).all()
+    readouts = decode(meta, w.result_bytes)["noising"]["readouts"]
+    kv = w.experiment.dims.n_heads // w.experiment.dims.n_kv_heads
+    for row, site in enumerate(meta["coords"]["site"]):
+        head = 1 // kv if site in ("head_k", "head_v") else 1
+        want = w.experiment.sweep(
+            site, "noising", layers=[2], heads=[head], by_pos=True, progress=False
+        )
+        np.testing.assert_allclose(
+            readouts[row], want.readouts.reshape(readouts[row].shape), atol=1e-5
+        )
     assert len(w.results) == 4
 
 

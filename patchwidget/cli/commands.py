@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(stop.code or 0)
     try:
         with warnings.catch_warnings():
+            from ..checks import PatchingWarning
+
+            # The command line always shows patchwidget's notes, whatever the caller's filters.
+            warnings.simplefilter("always", PatchingWarning)
             warnings.showwarning = _note_printer(args.command, warnings.showwarning)
             return args.run(args)
     except (CliError, ValueError, TypeError, OSError, FloatingPointError) as err:

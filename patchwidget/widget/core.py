@@ -40,7 +40,7 @@ class PatchingWidget(anywidget.AnyWidget):
     sites: t.List[dict[str, Any]] = t.List().tag(sync=True)
     directions = t.Dict().tag(sync=True)
     prompts = t.Dict().tag(sync=True)
-    status = t.Unicode("idle").tag(sync=True)
+    status = t.Unicode("idle")  # kernel side only: "running" while a job runs
     model_line = t.Unicode().tag(sync=True)  # model, sizes, where it runs, last request's cost
     result_meta = t.Dict().tag(sync=True)
     result_bytes = t.Bytes(b"").tag(sync=True)

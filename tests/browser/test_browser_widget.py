@@ -162,7 +162,10 @@ def test_cancel_keeps_partial_results(open_notebook):
     nb, widget = open_widget(open_notebook, setup=SLOW_DEMO)
     n_sweeps = len(sweeps(nb.probe(1)))
     widget.select("pw-site", "neuron")
-    widget.hook("pw-run").click()
+    # One row per pass makes this a long sweep: the widget asks before running it.
+    run_anyway = widget.hook("pw-run-anyway")
+    widget.wait_for(lambda: run_anyway.is_visible(), 60, "the long-sweep question")
+    run_anyway.click()
     progress = widget.hook("pw-progress")
     widget.wait_for(lambda: int(progress.get_attribute("data-done") or 0) > 0, 60, "progress")
     widget.hook("pw-cancel").click()
