@@ -311,10 +311,11 @@ def batch_cost_of(exp: Experiment, direction: str) -> BatchCost:
                 partial(patched_pass, exp, direction, pairs, first, start, None), exp.device
             )
 
-        cost = batch_cost(exp.dims, length, exp.device, tokens, timer, max_rows)
-        exp._batch_cost = replace(cost, max_rows=max_rows)
+        exp._batch_cost = batch_cost(exp.dims, length, exp.device, tokens, timer, max_rows)
         log.debug("batch cost: %s", exp._batch_cost)
-    return exp._batch_cost
+    # The timing is kept; the row cap follows batch_size / memory_budget as they are now.
+    max_rows = exp.batch_size or memory_rows(exp.dims, exp.device, exp.memory_budget)
+    return replace(exp._batch_cost, max_rows=max_rows)
 
 
 def cancelled(cancel: Cancel | None) -> bool:
