@@ -8,6 +8,8 @@ import json
 import re
 import threading
 import time
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +53,44 @@ def recording_comm(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 WHERE = {"now": "here"}  # where the running test's demo model runs: "here" or "remote"
+# nnsight's local simulation of remote execution removes every non-server module from
+# sys.modules while it deserialises a request, process-wide: the test thread must not import
+# or handle a message meanwhile (a widget's job thread may be deserialising). NDIF itself
+# deserialises on the server, so this lock belongs to the simulation, not to patchwidget.
+SIMULATION = threading.RLock()
+WIDGETS: list[weakref.ref[PatchingWidget]] = []  # made by the running test
 
 
 @pytest.fixture(autouse=True, params=["here", "remote"])
-def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def where(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every protocol test runs on the demo model here and once through nnsight's local
     simulation of remote execution, in requests of 4 patches (so progress and cancel apply)."""
-    from patchwidget import remote
+    with SIMULATION:
+        from nnsight.intervention.backends.local import LocalSimulationBackend
 
+        from patchwidget import remote
+
+    hide, restore = LocalSimulationBackend._hide_local_modules, LocalSimulationBackend._restore
+
+    def hide_locked(self: Any) -> Any:
+        SIMULATION.acquire()
+        return hide(self)
+
+    def restore_locked(self: Any, hidden: Any) -> None:
+        try:
+            restore(self, hidden)
+        finally:
+            SIMULATION.release()
+
+    monkeypatch.setattr(LocalSimulationBackend, "_hide_local_modules", hide_locked)
+    monkeypatch.setattr(LocalSimulationBackend, "_restore", restore_locked)
     monkeypatch.setattr(remote, "ROWS_PER_REQUEST", 4 * N_PAIRS)
     monkeypatch.setitem(WHERE, "now", request.param)
+    yield
+    while WIDGETS:  # no job thread of this test may still run into the next one
+        w = WIDGETS.pop()()
+        if w is not None:
+            w.wait(120)
 
 
 @functools.cache
@@ -74,14 +104,16 @@ def _model() -> Any:
 
 def make_widget(**kwargs: Any) -> PatchingWidget:
     exp = Experiment(_model(), **demo_prompts("flip_s2", n=N_PAIRS), **kwargs)
-    return PatchingWidget(exp, model_expr="pw.demo_model()")
+    w = PatchingWidget(exp, model_expr="pw.demo_model()")
+    WIDGETS.append(weakref.ref(w))
+    return w
 
 
 def send(w: PatchingWidget, content: Any, buffers: list | None = None) -> None:
     """Deliver a custom message as the front end's comm would."""
-    w.comm.handle_msg(
-        {"content": {"data": {"method": "custom", "content": content}}, "buffers": buffers or []}
-    )
+    with SIMULATION:
+        message = {"method": "custom", "content": content}
+        w.comm.handle_msg({"content": {"data": message}, "buffers": buffers or []})
 
 
 def replies(w: PatchingWidget, request_id: Any = ..., kind: str | None = None) -> list[tuple]:
