@@ -108,6 +108,70 @@ def group_batches(
     return sorted(out, key=min)
 
 
+def group_bands(
+    starts: Sequence[tuple[int, int]],
+    n_pairs: int,
+    n_layers: int,
+    length: int,
+    cost: BatchCost,
+) -> list[list[int]]:
+    """Indices of the patch sets of each packed pass (:mod:`packing`), from each set's (first
+    layer, first position).
+
+    A packed pass computes each set's own suffix, so only its first layer costs anything extra:
+    a dynamic program cuts the first layers into bands (a pass starts at its band's first
+    layer), each band split into passes of at most ``cost.max_tokens`` positions and
+    ``cost.max_rows`` rows (sets x pairs)."""
+    layers = sorted({layer for layer, _ in starts})
+    tokens = np.zeros(len(layers))
+    sets = np.zeros(len(layers))
+    li = {v: i for i, v in enumerate(layers)}
+    for layer, pos in starts:
+        tokens[li[layer]] += (length - pos) * n_pairs
+        sets[li[layer]] += n_pairs
+    max_rows = cost.max_rows or 2**62
+
+    def band_cost(lo: int, hi: int) -> float:
+        depth = n_layers - layers[lo]
+        work, rows = tokens[lo:hi].sum(), sets[lo:hi].sum()
+        passes = max(-(-work // cost.max_tokens), -(-rows // max_rows), 1)
+        fixed = cost.overhead + cost.layer_overhead * depth
+        return float(passes * fixed + depth * work + cost.per_row * rows)
+
+    best = np.zeros(len(layers) + 1)
+    cut = [0] * (len(layers) + 1)
+    for hi in range(1, len(layers) + 1):
+        options = [best[lo] + band_cost(lo, hi) for lo in range(hi)]
+        cut[hi] = int(np.argmin(options))
+        best[hi] = options[cut[hi]]
+    out: list[list[int]] = []
+    hi = len(layers)
+    while hi > 0:
+        lo = cut[hi]
+        band = [i for i, (layer, _) in enumerate(starts) if li[layer] in range(lo, hi)]
+        band.sort(key=lambda i: (starts[i][1], starts[i][0], i))
+        out.extend(_split(band, [(length - starts[i][1]) * n_pairs for i in band], n_pairs, cost))
+        hi = lo
+    return sorted(out, key=min)
+
+
+def _split(
+    members: list[int], tokens: list[int], n_pairs: int, cost: BatchCost
+) -> list[list[int]]:
+    """``members`` in order, cut into runs of at most ``cost.max_tokens`` tokens and
+    ``cost.max_rows`` rows (at least one set per run)."""
+    per_set = max(1, (cost.max_rows or 2**62) // n_pairs)
+    runs: list[list[int]] = [[]]
+    used = 0
+    for member, size in zip(members, tokens, strict=True):
+        if runs[-1] and (used + size > cost.max_tokens or len(runs[-1]) == per_set):
+            runs.append([])
+            used = 0
+        runs[-1].append(member)
+        used += size
+    return [run for run in runs if run]
+
+
 def batches(
     patch_sets: Sequence[Sequence[Target]], size: int, min_size: int
 ) -> list[tuple[int, int]]:
@@ -127,6 +191,14 @@ def batches(
             bounds.append((start, i))
             start = i
     return bounds
+
+
+def gather_positions(value: Any, rows: torch.Tensor, positions: torch.Tensor) -> Any:
+    """Row ``rows[r]``, position ``positions[r, s]`` at slot (r, s) of a block output (a tensor,
+    or a tuple led by one)."""
+    head = value[0] if isinstance(value, tuple) else value
+    picked = head[rows.to(head.device)[:, None], positions.to(head.device)]
+    return (picked, *value[1:]) if isinstance(value, tuple) else picked
 
 
 def rows_of(value: Any, pairs: np.ndarray, start: int = 0) -> Any:

@@ -25,6 +25,18 @@ INTERFERENCE_RETRIES = 5
 
 
 @dataclass(frozen=True)
+class Packed:
+    """What a pass of packed rows (:mod:`packing`) hands the model: position ids (rows, width),
+    the additive attention mask (rows, 1, width, cached + width), and the (row, slot) of each
+    answer to read."""
+
+    position_ids: torch.Tensor
+    mask: torch.Tensor
+    readout: tuple[torch.Tensor, torch.Tensor]
+    starts: tuple[int, ...]  # each segment's first position
+
+
+@dataclass(frozen=True)
 class Plan:
     """Per hook point: mask (rows, pos, unit, 1) and source values (rows, pos, unit, width)."""
 
@@ -71,6 +83,7 @@ class Engine:
         save_blocks: bool = False,
         last: torch.Tensor | None = None,
         cache: Any = None,
+        packed: Packed | None = None,
     ) -> tuple[torch.Tensor, dict[Key, Any]]:
         """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
 
@@ -83,7 +96,9 @@ class Engine:
         under the key ``("block_raw", layer)``. ``cache`` is a transformers key/value cache the
         model reads and fills: an empty one collects every layer's keys and values; one holding
         the first positions makes ``ids`` (and ``noise``, ``plan``, ``skip``) the positions after
-        them.
+        them. ``packed`` runs rows that hold several segments (:mod:`packing`): their
+        position ids and attention mask, and the (row, slot) of each answer to read; the
+        logits then come one per answer.
         """
         hooks = self.hooks
         masks = plan.masks if plan else {}
@@ -94,8 +109,20 @@ class Engine:
         if any(point == "pattern" for point, _ in [*masks, *save]):
             hooks.pattern_call()  # instruments the attention source; can't happen inside a trace
         saved: dict[Key, Any] = {}
-        options: dict[str, Any] = {"logits_to_keep": 1 if last is None else 0, "use_cache": False}
-        if cache is not None:
+        readout = None if last is None else (torch.arange(len(ids)), last)
+        if packed is not None:
+            readout = packed.readout
+            options: dict[str, Any] = {
+                "logits_to_keep": 0,
+                "use_cache": False,
+                "position_ids": packed.position_ids,
+                "attention_mask": packed.mask,
+            }
+            if cache is not None:
+                options["cache"] = cache
+        else:
+            options = {"logits_to_keep": 1 if last is None else 0, "use_cache": False}
+        if cache is not None and packed is None:
             # Padded rows (``last``) never get here: runner.start_of runs them from position 0.
             assert last is None, "a key/value prefix cache needs rows of one length"
             # The mask covers the cached positions too (nnsight would make one for ``ids`` only).
@@ -154,12 +181,12 @@ class Engine:
             # The answer position's hidden state arrives as a strided view; a contiguous copy
             # makes the vocabulary projection ~10x faster on CPU.
             unembed = hooks.unembed()
-            if last is None:
+            if readout is None:
                 unembed.input = unembed.input.contiguous()
             else:
                 hidden = unembed.input
-                rows = torch.arange(hidden.shape[0], device=hidden.device)
-                unembed.input = hidden[rows, last.to(hidden.device)][:, None]
+                rows, slots = (index.to(hidden.device) for index in readout)
+                unembed.input = hidden[rows, slots][:, None]
             logits = nnsight.save(hooks.model.output.logits[:, -1])
         return logits, dict(saved)
 

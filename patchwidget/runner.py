@@ -6,17 +6,24 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from . import checks
-from .batching import BatchCost, first_layer, group_batches, rows_of
-from .costs import batch_cost, memory_rows, memory_tokens, timed
-from .engine import Plan
+from .batching import (
+    BatchCost,
+    first_layer,
+    gather_positions,
+    group_bands,
+    group_batches,
+    rows_of,
+)
+from .costs import batch_cost, memory_rows, memory_tokens
+from .engine import Packed, Plan
 from .hookpoints import Key, Target
+from .packing import Packing, attention_mask, pack, packing_blocker
 from .padding import by_rows
 from .prefix import (
     BaseRun,
@@ -113,19 +120,22 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
                 if reuse_blocker(targets) is None and changes_nothing(targets, changed, exp.length)
             ]
         todo = sorted(set(range(n_sets)) - set(unchanged))
-        cost = batch_cost_of(exp, direction)
+        cost = batch_cost_of(exp)
+        packs = packing_allowed(exp, [patch_sets[i] for i in todo])
+        grouping = group_bands if packs else group_batches
         groups = [
             [todo[i] for i in members]
-            for members in group_batches(
+            for members in grouping(
                 [starts[i] for i in todo], n_pairs, exp.dims.n_layers, exp.length, cost
             )
         ]
         log.debug(
-            "%s (%s): %d sets in %d passes, %d unchanged",
+            "%s (%s): %d sets in %d %s passes, %d unchanged",
             request.site,
             direction,
             n_sets,
             len(groups),
+            "packed" if packs else "rectangular",
             len(unchanged),
         )
         if unchanged:
@@ -144,16 +154,21 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
                 log.info("%s (%s) cancelled after %d of %d", request.site, direction, done, n_sets)
                 break
             first = min(starts[i][0] for i in members)
-            start = min(starts[i][1] for i in members)
+            start = 0 if packs else min(starts[i][1] for i in members)
             chunk = [trim(patch_sets[i], first, start) for i in members]
+            packing = pack([starts[i][1] for i in members], exp.length, exp.length)
+            width = int((exp.length - np.asarray([starts[i][1] for i in members])).sum())
             batch = np.empty((len(chunk), n_pairs, len(READOUT_FIELDS)), dtype=np.float32)
             # More pairs than a pass holds: each group runs on slices of the pairs.
-            for some in pair_slices(n_pairs, exp.length - start, cost):
+            for some in pair_slices(n_pairs, width if packs else exp.length - start, cost):
                 pairs = np.tile(some, len(chunk))
                 plan = exp.engine.plan(
                     chunk, pairs, sources, exp.length, exp._position_table, start
                 )
-                logits = patched_pass(exp, direction, pairs, first, start, plan)
+                if packs:
+                    logits = packed_pass(exp, direction, some, first, packing, plan)
+                else:
+                    logits = patched_pass(exp, direction, pairs, first, start, plan)
                 some_readouts = exp._readouts(logits, pairs)
                 batch[:, some] = some_readouts.reshape(len(chunk), len(some), -1)
             if not np.isfinite(batch).all():
@@ -210,6 +225,18 @@ def prefix_reuse_blocker(exp: Experiment) -> str | None:
     return None
 
 
+def packing_allowed(exp: Experiment, patch_sets: list[list[Target]]) -> bool:
+    """Whether these patch sets run in packed passes (:mod:`packing`): they need the base run's
+    prefix (``prefix_reuse_blocker``), no set may need every position (``reuse_blocker``), and
+    the model must take a 4-D attention mask (``packing_blocker``); otherwise passes are
+    rectangles of rows from a common first position (``group_batches``)."""
+    return (
+        prefix_reuse_blocker(exp) is None
+        and packing_blocker(exp._hf.config, exp.length) is None
+        and all(reuse_blocker(targets) is None for targets in patch_sets)
+    )
+
+
 def pair_slices(n_pairs: int, width: int, cost: BatchCost) -> list[np.ndarray]:
     """The pairs split into slices that each fit one pass of ``width`` positions: at most
     ``cost.max_rows`` rows and ``cost.max_tokens`` rows x positions (one slice when a patch
@@ -255,6 +282,54 @@ def patched_pass(
     return exp.engine.forward(ids, noise, plan, skip=skip, cache=cache, last=last)[0]
 
 
+def packed_pass(
+    exp: Experiment,
+    direction: str,
+    some: np.ndarray,
+    first: int,
+    packing: Packing,
+    plan: Plan | None,
+) -> torch.Tensor:
+    """Answer-position logits (segments x pairs, segment-major) of packed segments on the base
+    run's ``some`` pairs under ``plan`` (laid out over every position, rows segment-major):
+    row ``r * len(some) + j`` of the pass holds packing row ``r`` on pair ``some[j]``."""
+    run_input, base = exp._base_run(direction), base_run(exp, direction)
+    k, device = len(some), exp.device
+    segment = np.repeat(packing.segment, k, axis=0)
+    position = torch.as_tensor(np.repeat(packing.position, k, axis=0))
+    pair_of_row = torch.as_tensor(np.tile(some, packing.rows))
+    pair_index = np.tile(np.arange(k), packing.rows)[:, None]
+    plan_row = torch.as_tensor(np.maximum(segment, 0) * k + pair_index)
+    real = torch.as_tensor(segment >= 0).to(device)[..., None, None]
+    packed_plan = None
+    if plan is not None:
+        rows, slots = plan_row.to(device), position.to(device)
+        packed_plan = Plan(
+            masks={key: m[rows, slots] & real for key, m in plan.masks.items()},
+            sources={key: v[rows, slots] for key, v in plan.sources.items()},
+        )
+    skip = [gather_positions(out, pair_of_row, position) for out in base.blocks[:first]]
+    noise = None
+    if run_input.noise is not None:
+        noise = run_input.noise[pair_of_row[:, None], position]
+    cache = None
+    if packing.cached:
+        assert base.kv is not None, "packed passes run only where keys and values were kept"
+        cache = prefix_cache(base.kv, pair_of_row, packing.cached, exp._hf.config)
+    end_row, end_slot = packing.ends()
+    packed = Packed(
+        position_ids=position.to(device),
+        mask=attention_mask(packing, exp.dtype).repeat_interleave(k, dim=0).to(device),
+        readout=(
+            torch.as_tensor((end_row[:, None] * k + np.arange(k)).ravel()),
+            torch.as_tensor(np.repeat(end_slot, k)),
+        ),
+        starts=packing.starts,
+    )
+    ids = run_input.ids[pair_of_row[:, None], position]
+    return exp.engine.forward(ids, noise, packed_plan, skip=skip, cache=cache, packed=packed)[0]
+
+
 def base_blocks(exp: Experiment, direction: str) -> list[Any]:
     """Every block's output on the base run of a direction (to skip unpatched layers)."""
     return base_run(exp, direction).blocks
@@ -294,28 +369,14 @@ def base_run(exp: Experiment, direction: str) -> BaseRun:
     return exp._block_outputs[direction]
 
 
-def batch_cost_of(exp: Experiment, direction: str) -> BatchCost:
-    """The experiment's measured cost model of a pass (timed once, on the first sweep)."""
-    if exp._batch_cost is None:
-        length = exp.length
-        tokens = memory_tokens(exp.dims, length, exp.device, exp.dtype, exp.memory_budget)
-
-        reuse = prefix_reuse_blocker(exp) is None
-        max_rows = exp.batch_size or memory_rows(exp.dims, exp.device, exp.memory_budget)
-
-        def timer(rows: int, first: int, start: int) -> float:
-            pairs = np.arange(rows) % exp.n_pairs
-            # Without prefix reuse every pass runs every position: so does the calibration.
-            start = start if reuse else 0
-            return timed(
-                partial(patched_pass, exp, direction, pairs, first, start, None), exp.device
-            )
-
-        exp._batch_cost = batch_cost(exp.dims, length, exp.device, tokens, timer, max_rows)
-        log.debug("batch cost: %s", exp._batch_cost)
-    # The timing is kept; the row cap follows batch_size / memory_budget as they are now.
+def batch_cost_of(exp: Experiment) -> BatchCost:
+    """The cost model of the experiment's passes (``exp._batch_cost`` where one was set); the
+    row cap follows ``batch_size`` / ``memory_budget`` as they are now."""
     max_rows = exp.batch_size or memory_rows(exp.dims, exp.device, exp.memory_budget)
-    return replace(exp._batch_cost, max_rows=max_rows)
+    if exp._batch_cost is not None:
+        return replace(exp._batch_cost, max_rows=max_rows)
+    tokens = memory_tokens(exp.dims, exp.length, exp.device, exp.dtype, exp.memory_budget)
+    return batch_cost(exp.dims, exp.length, exp.device, tokens, max_rows)
 
 
 def cancelled(cancel: Cancel | None) -> bool:
