@@ -150,12 +150,14 @@ def group_bands(
         lo = cut[hi]
         band = [i for i, (layer, _) in enumerate(starts) if li[layer] in range(lo, hi)]
         band.sort(key=lambda i: (starts[i][1], starts[i][0], i))
-        out.extend(_split(band, [(length - starts[i][1]) * n_pairs for i in band], n_pairs, cost))
+        out.extend(
+            split_runs(band, [(length - starts[i][1]) * n_pairs for i in band], n_pairs, cost)
+        )
         hi = lo
     return sorted(out, key=min)
 
 
-def _split(
+def split_runs(
     members: list[int], tokens: list[int], n_pairs: int, cost: BatchCost
 ) -> list[list[int]]:
     """``members`` in order, cut into runs of at most ``cost.max_tokens`` tokens and

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from .hookpoints import Key, Target
+from .hookpoints import RESID_MID, Key, Target
 
 KeysValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (pairs, kv_heads, pos, d_head)
 
@@ -57,6 +57,28 @@ def changes_nothing(
         if bool(cells.any()):
             return False
     return True
+
+
+# Hook points whose value at a position feeds only that position in the rest of its layer (a
+# query, an attention pattern's row, a head's output, the MLP, the block's output): in the last
+# layer they reach the readout only at the last position.
+OWN_POSITION = frozenset(
+    {"q", "pattern", "z", "attn_contrib", "neurons", "mlp_contrib", "block_out", RESID_MID}
+)
+
+
+def read_cells(targets: Sequence[Target], n_layers: int, length: int) -> list[Target]:
+    """A patch set's cells that can change the readout at the last position: the last layer's
+    own-position points only there (the others change nothing that is read, and a set of only
+    those reads the base run's values exactly)."""
+    out = []
+    for t in targets:
+        if t.layer == n_layers - 1 and t.point in OWN_POSITION:
+            if t.positions is not None and length - 1 not in t.positions:
+                continue
+            t = replace(t, positions=(length - 1,))
+        out.append(t)
+    return out
 
 
 def trim(targets: Sequence[Target], layer: int, start: int) -> list[Target]:

@@ -19,6 +19,7 @@ from .batching import (
     group_bands,
     group_batches,
     rows_of,
+    split_runs,
 )
 from .costs import batch_cost, memory_rows, memory_tokens
 from .engine import Packed, Plan
@@ -33,6 +34,7 @@ from .prefix import (
     first_change,
     keys_values,
     prefix_cache,
+    read_cells,
     reuse_blocker,
     trim,
 )
@@ -66,6 +68,7 @@ class RunRequest:
     on_progress: Progress | None = None
     cancel: Cancel | None = None
     progress: bool = False
+    ordered: bool = False  # sets finish in order: progress counts a finished prefix
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -106,79 +109,48 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
             return exp._remote.run(request, lambda values, complete: _result(values, complete))
         keys = {(t.point, t.layer) for targets in patch_sets for t in targets}
         sources = exp._source_values(direction, keys)
-        starts = [(first_layer(targets), 0) for targets in patch_sets]
-        unchanged: list[int] = []
-        if prefix_reuse_blocker(exp) is None:
-            changed = changed_cells(sources, base_values(exp, direction, keys))
-            starts = [start_of(exp, targets, changed) for targets in patch_sets]
-            # A set that writes only values already there runs no pass: its readouts are the
-            # base run's, exactly (a shorter pass would differ from them in the last float bits,
-            # breaking the ties that rank comparisons such as verify() rely on).
-            unchanged = [
-                i
-                for i, targets in enumerate(patch_sets)
-                if reuse_blocker(targets) is None and changes_nothing(targets, changed, exp.length)
-            ]
-        todo = sorted(set(range(n_sets)) - set(unchanged))
-        cost = batch_cost_of(exp)
-        packs = packing_allowed(exp, [patch_sets[i] for i in todo])
-        grouping = group_bands if packs else group_batches
-        groups = [
-            [todo[i] for i in members]
-            for members in grouping(
-                [starts[i] for i in todo], n_pairs, exp.dims.n_layers, exp.length, cost
-            )
-        ]
+        plan = schedule(exp, request, sources)
         log.debug(
             "%s (%s): %d sets in %d %s passes, %d unchanged",
             request.site,
             direction,
             n_sets,
-            len(groups),
-            "packed" if packs else "rectangular",
-            len(unchanged),
+            len(plan.groups),
+            "packed" if plan.packs else "rectangular",
+            len(plan.unchanged),
         )
-        if unchanged:
+        finished = np.zeros(n_sets, dtype=bool)
+        if plan.unchanged:
             denoising = direction == "denoising"
-            readouts[unchanged] = exp.corrupted_readouts if denoising else exp.clean_readouts
+            readouts[plan.unchanged] = exp.corrupted_readouts if denoising else exp.clean_readouts
+            finished[plan.unchanged] = True
         bar = (
             _progress_bar(n_sets, request.site, direction)
-            if request.progress and len(groups) > 1
+            if request.progress and len(plan.groups) > 1
             else None
         )
-        done = len(unchanged)
         if bar is not None:
-            bar.update(done)
-        for members in groups:
+            bar.update(len(plan.unchanged))
+        for members in plan.groups:
             if cancelled(request.cancel):
-                log.info("%s (%s) cancelled after %d of %d", request.site, direction, done, n_sets)
-                break
-            first = min(starts[i][0] for i in members)
-            start = 0 if packs else min(starts[i][1] for i in members)
-            chunk = [trim(patch_sets[i], first, start) for i in members]
-            packing = pack([starts[i][1] for i in members], exp.length, exp.length)
-            width = int((exp.length - np.asarray([starts[i][1] for i in members])).sum())
-            batch = np.empty((len(chunk), n_pairs, len(READOUT_FIELDS)), dtype=np.float32)
-            # More pairs than a pass holds: each group runs on slices of the pairs.
-            for some in pair_slices(n_pairs, width if packs else exp.length - start, cost):
-                pairs = np.tile(some, len(chunk))
-                plan = exp.engine.plan(
-                    chunk, pairs, sources, exp.length, exp._position_table, start
+                log.info(
+                    "%s (%s) cancelled after %d of %d",
+                    request.site,
+                    direction,
+                    finished.sum(),
+                    n_sets,
                 )
-                if packs:
-                    logits = packed_pass(exp, direction, some, first, packing, plan)
-                else:
-                    logits = patched_pass(exp, direction, pairs, first, start, plan)
-                some_readouts = exp._readouts(logits, pairs)
-                batch[:, some] = some_readouts.reshape(len(chunk), len(some), -1)
+                break
+            batch = run_group(exp, request, plan, members, sources)
             if not np.isfinite(batch).all():
                 _mark_nonfinite(batch, request, members, metadata)
             readouts[members] = batch
-            done += len(chunk)
+            finished[members] = True
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(len(members))
             if request.on_progress is not None:
-                request.on_progress(done, n_sets, result(done == n_sets))
+                done = done_count(finished, request.ordered)
+                request.on_progress(done, n_sets, result(bool(finished.all())))
         if bar is not None:
             bar.close()
     if metadata.get("nonfinite"):
@@ -190,7 +162,90 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
             "NaN (listed in result.metadata['nonfinite']); every other patch is kept. Check the "
             "model's dtype (float16 overflow?) and the corruption's scale."
         )
-    return result(done == n_sets)
+    return result(bool(finished.all()))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a request's patch sets run: the cells that can change a readout (``patch_sets``),
+    each set's first (layer, position), the sets that change nothing, and the passes."""
+
+    patch_sets: list[list[Target]]
+    starts: list[tuple[int, int]]
+    unchanged: list[int]
+    groups: list[list[int]]
+    packs: bool
+
+
+def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tensor]) -> Schedule:
+    """The passes of ``request``: where the base run's prefix can be reused, sets start at their
+    first changed layer and position, sets that change nothing run no pass, and the others are
+    grouped by the cost model (in order, for an ``ordered`` request)."""
+    patch_sets = request.patch_sets
+    starts = [(first_layer(targets), 0) for targets in patch_sets]
+    unchanged: list[int] = []
+    if prefix_reuse_blocker(exp) is None:
+        n_layers, length = exp.dims.n_layers, exp.length
+        patch_sets = [read_cells(targets, n_layers, length) for targets in patch_sets]
+        keys = set(sources)
+        changed = changed_cells(sources, base_values(exp, request.direction, keys))
+        starts = [start_of(exp, targets, changed) for targets in patch_sets]
+        # A set that writes only values already there runs no pass: its readouts are the
+        # base run's, exactly (a shorter pass would differ from them in the last float bits,
+        # breaking the ties that rank comparisons such as verify() rely on).
+        unchanged = [
+            i
+            for i, targets in enumerate(patch_sets)
+            if reuse_blocker(targets) is None and changes_nothing(targets, changed, length)
+        ]
+    todo = sorted(set(range(len(patch_sets))) - set(unchanged))
+    cost = batch_cost_of(exp)
+    packs = packing_allowed(exp, [patch_sets[i] for i in todo])
+    if request.ordered:
+        starts_at = [starts[i][1] if packs else 0 for i in todo]
+        tokens = [(exp.length - s) * exp.n_pairs for s in starts_at]
+        groups = split_runs(list(range(len(todo))), tokens, exp.n_pairs, cost)
+    else:
+        grouping = group_bands if packs else group_batches
+        todo_starts = [starts[i] for i in todo]
+        groups = grouping(todo_starts, exp.n_pairs, exp.dims.n_layers, exp.length, cost)
+    return Schedule(patch_sets, starts, unchanged, [[todo[i] for i in g] for g in groups], packs)
+
+
+def run_group(
+    exp: Experiment,
+    request: RunRequest,
+    plan: Schedule,
+    members: list[int],
+    sources: dict[Key, torch.Tensor],
+) -> np.ndarray:
+    """Readouts (sets, pairs, fields) of the patch sets ``members``, run together (on slices
+    of the pairs where they don't fit one pass)."""
+    n_pairs, length = exp.n_pairs, exp.length
+    first = min(plan.starts[i][0] for i in members)
+    start = 0 if plan.packs else min(plan.starts[i][1] for i in members)
+    chunk = [trim(plan.patch_sets[i], first, start) for i in members]
+    set_starts = [plan.starts[i][1] for i in members]
+    packing = pack(set_starts, length, length)
+    width = int(sum(length - s for s in set_starts)) if plan.packs else length - start
+    batch = np.empty((len(chunk), n_pairs, len(READOUT_FIELDS)), dtype=np.float32)
+    for some in pair_slices(n_pairs, width, batch_cost_of(exp)):
+        pairs = np.tile(some, len(chunk))
+        masks = exp.engine.plan(chunk, pairs, sources, length, exp._position_table, start)
+        if plan.packs:
+            logits = packed_pass(exp, request.direction, some, first, packing, masks)
+        else:
+            logits = patched_pass(exp, request.direction, pairs, first, start, masks)
+        batch[:, some] = exp._readouts(logits, pairs).reshape(len(chunk), len(some), -1)
+    return batch
+
+
+def done_count(finished: np.ndarray, ordered: bool) -> int:
+    """Patch sets done: all finished ones, or for an ordered request the finished ones before
+    the first that is not."""
+    if not ordered:
+        return int(finished.sum())
+    return int(np.argmin(finished)) if not finished.all() else len(finished)
 
 
 def _mark_nonfinite(

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from conftest import ANSWERS, CLEAN, FAMILIES, PARALLEL_FAMILIES, engine_model, reference_for
 from reference import Comp, Scenario
 from test_engine_reference import (
@@ -25,7 +26,8 @@ from test_engine_reference import (
 )
 
 import patchwidget as pw
-from patchwidget.batching import BatchCost, group_batches
+from patchwidget.batching import BatchCost, group_bands, group_batches
+from patchwidget.packing import attention_mask, pack
 from patchwidget.prefix import reuse_blocker
 from patchwidget.sites import target
 
@@ -126,7 +128,8 @@ def test_patches_at_all_positions_of_an_ablation_start_at_position_zero() -> Non
     seen = passes_of(exp)
     res = exp.sweep("head", direction="noising", progress=False)
     assert_sweep_matches(Scenario(ref, CLEAN, ANSWERS, ablation=values), res, "head", "noising")
-    assert seen and starts_of(seen) == {0}
+    # the last layer's heads reach the readout only at the last position
+    assert seen == [{0}, {LENGTH - 1}]
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama_gqa", "gemma2"])
@@ -246,3 +249,64 @@ def test_grouping_merges_when_passes_cost_more_than_the_work_they_save() -> None
     dear = group_batches(STARTS, 1, 4, 6, BatchCost(100.0, 0.0, 10**6))
     assert len(cheap) == 24 and 1 < len(dear) < 24
     assert np.all(np.diff([min(g) for g in dear]) > 0), "passes follow the sweep's order"
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox_parallel", "llama_gqa"])
+def test_last_layer_outputs_before_the_last_position_read_the_base_run_exactly(
+    family: str,
+) -> None:
+    exp, sc = counterfactual(family)
+    last = exp.dims.n_layers - 1
+    for site in ("head_by_pos", "mlp_out", "resid_post"):
+        res = exp.sweep(site, layers=[last], progress=False)
+        assert_sweep_matches(sc, res, site, "denoising")
+        before = res.readouts[..., : LENGTH - 1, :, :]  # (..., position, pair, field)
+        np.testing.assert_array_equal(before, np.broadcast_to(exp.corrupted_readouts, before.shape))
+
+
+# ---- packing ---------------------------------------------------------------------------------
+def test_packed_rows_hold_each_suffix_once_and_see_only_their_own_prefix() -> None:
+    starts = [3, 6, 9, 0, 7]
+    packing = pack(starts, LENGTH, LENGTH)
+    assert packing.rows == 3 and packing.cached == 9  # sizes 10 | 7+3 | 4+1, first fit
+    for i, s in enumerate(starts):
+        row, slot = packing.row_of[i], packing.slot_of[i]
+        np.testing.assert_array_equal(packing.position[row, slot : slot + LENGTH - s], range(s, 10))
+        assert (packing.segment[row, slot : slot + LENGTH - s] == i).all()
+    mask = attention_mask(packing, torch.float32)[:, 0] == 0  # (rows, slots, cached + slots)
+    for row, slot in np.ndindex(packing.segment.shape):
+        i, q = packing.segment[row, slot], packing.position[row, slot]
+        seen = set(np.flatnonzero(mask[row, slot]))
+        if i < 0:  # padding sees itself alone
+            assert seen == {packing.cached + slot}
+            continue
+        own = {
+            packing.cached + t
+            for t in range(packing.segment.shape[1])
+            if packing.segment[row, t] == i and packing.position[row, t] <= q
+        }
+        assert seen == set(range(starts[i])) | own
+    rows, slots = packing.ends()
+    assert (packing.position[rows, slots] == LENGTH - 1).all()
+
+
+@pytest.mark.parametrize("overhead", [0.0, 30.0, 1e9])
+@pytest.mark.parametrize("max_tokens", [12, 60, 10**6])
+def test_bands_cover_every_set_once_within_their_bounds(overhead: float, max_tokens: int) -> None:
+    cost = BatchCost(overhead=overhead, per_row=2.0, max_tokens=max_tokens, max_rows=20)
+    groups = group_bands(STARTS, 2, 4, 6, cost)
+    assert sorted(i for g in groups for i in g) == list(range(len(STARTS)))
+    for members in groups:
+        tokens = sum(2 * (6 - STARTS[i][1]) for i in members)
+        assert len(members) == 1 or (tokens <= max_tokens and len(members) * 2 <= 20)
+    layers = [{STARTS[i][0] for i in g} for g in groups]
+    if overhead == 0.0:  # merging layers only adds work
+        assert all(len(seen) == 1 for seen in layers)
+    if overhead == 1e9 and max_tokens == 10**6:  # as few passes as the row limit allows
+        assert len(groups) == -(-len(STARTS) * 2 // 20)
+
+
+def test_bands_merge_layers_when_a_pass_costs_more_than_the_layers_it_repeats() -> None:
+    cheap = group_bands(STARTS, 1, 4, 6, BatchCost(1.0, 0.0, 10**6))
+    dear = group_bands(STARTS, 1, 4, 6, BatchCost(1000.0, 0.0, 10**6))
+    assert len(cheap) == 4 and len(dear) == 1
