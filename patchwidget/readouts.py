@@ -24,6 +24,11 @@ class Baseline:
         return cls(logprobs, logprobs.exp())
 
     def rows(self, index: torch.Tensor) -> Baseline:
+        """The distributions of pairs ``index``: views, not copies, where every row has one pair
+        (a sweep of one prompt pair)."""
+        if len(index) > 1 and bool((index == index[0]).all()):
+            one, n = index[:1], len(index)
+            return Baseline(self.logprobs[one].expand(n, -1), self.probs[one].expand(n, -1))
         return Baseline(self.logprobs[index], self.probs[index])
 
     def kl_to(self, logprobs: torch.Tensor) -> torch.Tensor:
