@@ -84,6 +84,7 @@ class Engine:
         last: torch.Tensor | None = None,
         cache: Any = None,
         packed: Packed | None = None,
+        hidden_only: bool = False,
     ) -> tuple[torch.Tensor, dict[Key, Any]]:
         """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
 
@@ -98,7 +99,9 @@ class Engine:
         the first positions makes ``ids`` (and ``noise``, ``plan``, ``skip``) the positions after
         them. ``packed`` runs rows that hold several segments (:mod:`packing`): their
         position ids and attention mask, and the (row, slot) of each answer to read; the
-        logits then come one per answer.
+        logits then come one per answer. ``hidden_only`` returns the final hidden states the
+        answers would be read from (answers, d_model) instead of logits, and runs no vocabulary
+        projection (see ``Architecture.plain_logits``).
         """
         hooks = self.hooks
         masks = plan.masks if plan else {}
@@ -182,13 +185,25 @@ class Engine:
             # makes the vocabulary projection ~10x faster on CPU.
             unembed = hooks.unembed()
             if readout is None:
-                unembed.input = unembed.input.contiguous()
+                picked = unembed.input.contiguous()
             else:
                 hidden = unembed.input
                 rows, slots = (index.to(hidden.device) for index in readout)
-                unembed.input = hidden[rows, slots][:, None]
-            logits = nnsight.save(hooks.model.output.logits[:, -1])
+                picked = hidden[rows, slots][:, None]
+            if hidden_only:  # named logits all the same: see _interference
+                logits = nnsight.save(picked[:, -1])
+                unembed.input = picked[:0]
+            else:
+                unembed.input = picked
+                logits = nnsight.save(hooks.model.output.logits[:, -1])
         return logits, dict(saved)
+
+    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits (rows, vocab) of final hidden states (rows, d_model) saved by
+        ``forward(..., hidden_only=True)``: the unembedding module, run directly."""
+        module = self.hooks.unembed()._module
+        with torch.no_grad():
+            return module(hidden[:, None])[:, 0]
 
     def plan(
         self,

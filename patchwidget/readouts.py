@@ -11,29 +11,45 @@ READOUT_FIELDS = ("logit_correct", "logit_incorrect", "lse", "kl_clean", "kl_cor
 
 @dataclass(frozen=True)
 class Baseline:
-    """A baseline run's answer-position distribution, precomputed for KL divergences against it
-    (not ``exp()`` of its log-probabilities in every batch): log-probabilities and probabilities
-    (pairs, vocab)."""
+    """A baseline run's answer-position distribution, precomputed for KL divergences against it:
+    log-probabilities and probabilities (pairs, vocab), and per pair ``sum p log p`` and
+    ``sum p`` (which float rounding keeps from being exactly 1)."""
 
     logprobs: torch.Tensor
     probs: torch.Tensor
+    neg_entropy: torch.Tensor
+    mass: torch.Tensor
 
     @classmethod
     def of(cls, logits: torch.Tensor) -> Baseline:
         logprobs = torch.log_softmax(logits.float(), -1)
-        return cls(logprobs, logprobs.exp())
+        probs = logprobs.exp()
+        return cls(logprobs, probs, (probs * logprobs).sum(-1), probs.sum(-1))
 
     def rows(self, index: torch.Tensor) -> Baseline:
         """The distributions of pairs ``index``: views, not copies, where every row has one pair
         (a sweep of one prompt pair)."""
         if len(index) > 1 and bool((index == index[0]).all()):
             one, n = index[:1], len(index)
-            return Baseline(self.logprobs[one].expand(n, -1), self.probs[one].expand(n, -1))
-        return Baseline(self.logprobs[index], self.probs[index])
+            return Baseline(
+                self.logprobs[one].expand(n, -1),
+                self.probs[one].expand(n, -1),
+                self.neg_entropy[one].expand(n),
+                self.mass[one].expand(n),
+            )
+        return Baseline(
+            self.logprobs[index], self.probs[index], self.neg_entropy[index], self.mass[index]
+        )
 
-    def kl_to(self, logprobs: torch.Tensor) -> torch.Tensor:
-        """KL(baseline || patched) per row, in nats."""
-        return (self.probs * (self.logprobs - logprobs)).sum(-1)
+    def kl_to(self, logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+        """KL(baseline || softmax(logits)) per row, in nats, from the logits and their
+        log-normaliser: ``sum p log p - sum p logits + lse sum p``, one pass over the logits
+        (a matrix-vector product where every row has one pair)."""
+        if len(self.probs) > 1 and self.probs.stride(0) == 0:
+            dot = logits @ self.probs[0]
+        else:
+            dot = (logits * self.probs).sum(-1)
+        return self.neg_entropy - dot + lse * self.mass
 
 
 def compute_readouts(
@@ -53,15 +69,14 @@ def compute_readouts(
     logit_correct = logits[rows, correct]
     logit_incorrect = logits[rows, incorrect]
     lse = torch.logsumexp(logits, dim=-1)
-    logprobs = logits - lse[:, None]
     rank = (logits > logit_correct[:, None]).sum(dim=-1).float()
     return torch.stack(
         [
             logit_correct,
             logit_incorrect,
             lse,
-            clean.kl_to(logprobs),
-            corrupted.kl_to(logprobs),
+            clean.kl_to(logits, lse),
+            corrupted.kl_to(logits, lse),
             rank,
         ],
         dim=-1,

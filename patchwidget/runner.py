@@ -131,17 +131,17 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
         )
         if bar is not None:
             bar.update(len(plan.unchanged))
-        for members in plan.groups:
-            if cancelled(request.cancel):
-                log.info(
-                    "%s (%s) cancelled after %d of %d",
-                    request.site,
-                    direction,
-                    finished.sum(),
-                    n_sets,
-                )
-                break
-            batch = run_group(exp, request, plan, members, sources)
+        pending: list[tuple[list[int], torch.Tensor]] = []
+
+        def publish() -> None:
+            """Readouts of the pending groups (one vocabulary projection for all of them, when
+            their answers came as hidden states), stored and reported."""
+            members = [i for group, _ in pending for i in group]
+            answers = torch.cat([rows.reshape(-1, rows.shape[-1]) for _, rows in pending])
+            logits = exp.engine.unembed(answers) if plan.deferred else answers
+            pairs = np.tile(np.arange(n_pairs), len(members))
+            batch = exp._readouts(logits, pairs).reshape(len(members), n_pairs, -1)
+            pending.clear()
             if not np.isfinite(batch).all():
                 _mark_nonfinite(batch, request, members, metadata)
             readouts[members] = batch
@@ -151,6 +151,22 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
             if request.on_progress is not None:
                 done = done_count(finished, request.ordered)
                 request.on_progress(done, n_sets, result(bool(finished.all())))
+
+        for members in plan.groups:
+            if cancelled(request.cancel):
+                log.info(
+                    "%s (%s) cancelled after %d of %d",
+                    request.site,
+                    direction,
+                    finished.sum() + sum(len(group) for group, _ in pending),
+                    n_sets,
+                )
+                break
+            pending.append((members, run_group(exp, request, plan, members, sources)))
+            if sum(len(group) for group, _ in pending) * n_pairs >= plan.publish_rows:
+                publish()
+        if pending:
+            publish()
         if bar is not None:
             bar.close()
     if metadata.get("nonfinite"):
@@ -175,6 +191,8 @@ class Schedule:
     unchanged: list[int]
     groups: list[list[int]]
     packs: bool
+    deferred: bool  # passes return final hidden states; logits are computed per publish
+    publish_rows: int  # answers (sets x pairs) gathered before their readouts are computed
 
 
 def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tensor]) -> Schedule:
@@ -209,7 +227,20 @@ def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tens
         grouping = group_bands if packs else group_batches
         todo_starts = [starts[i] for i in todo]
         groups = grouping(todo_starts, exp.n_pairs, exp.dims.n_layers, exp.length, cost)
-    return Schedule(patch_sets, starts, unchanged, [[todo[i] for i in g] for g in groups], packs)
+    # Each pass's vocabulary projection reads every unembedding weight, however few answers it
+    # has: where the model's logits are that projection's output, answers are gathered over
+    # passes (up to ~64 MiB of logits, at most 1,024 rows) and projected at once.
+    deferred = exp.arch.plain_logits(exp._hf.config)
+    publish_rows = min(1024, max(1, 2**24 // exp.dims.vocab_size)) if deferred else 1
+    return Schedule(
+        patch_sets,
+        starts,
+        unchanged,
+        [[todo[i] for i in g] for g in groups],
+        packs,
+        deferred,
+        publish_rows,
+    )
 
 
 def run_group(
@@ -218,9 +249,10 @@ def run_group(
     plan: Schedule,
     members: list[int],
     sources: dict[Key, torch.Tensor],
-) -> np.ndarray:
-    """Readouts (sets, pairs, fields) of the patch sets ``members``, run together (on slices
-    of the pairs where they don't fit one pass)."""
+) -> torch.Tensor:
+    """The answers (sets, pairs, vocab) of the patch sets ``members`` run together (on slices of
+    the pairs where they don't fit one pass): logits, or final hidden states (sets, pairs,
+    d_model) where ``plan.deferred``."""
     n_pairs, length = exp.n_pairs, exp.length
     first = min(plan.starts[i][0] for i in members)
     start = 0 if plan.packs else min(plan.starts[i][1] for i in members)
@@ -228,16 +260,21 @@ def run_group(
     set_starts = [plan.starts[i][1] for i in members]
     packing = pack(set_starts, length, length)
     width = int(sum(length - s for s in set_starts)) if plan.packs else length - start
-    batch = np.empty((len(chunk), n_pairs, len(READOUT_FIELDS)), dtype=np.float32)
+    parts = []
     for some in pair_slices(n_pairs, width, batch_cost_of(exp)):
         pairs = np.tile(some, len(chunk))
         masks = exp.engine.plan(chunk, pairs, sources, length, exp._position_table, start)
         if plan.packs:
-            logits = packed_pass(exp, request.direction, some, first, packing, masks)
+            got = packed_pass(exp, request.direction, some, first, packing, masks, plan.deferred)
         else:
-            logits = patched_pass(exp, request.direction, pairs, first, start, masks)
-        batch[:, some] = exp._readouts(logits, pairs).reshape(len(chunk), len(some), -1)
-    return batch
+            got = patched_pass(exp, request.direction, pairs, first, start, masks, plan.deferred)
+        parts.append((some, got.reshape(len(chunk), len(some), -1)))
+    if len(parts) == 1:
+        return parts[0][1]
+    out = torch.empty(len(chunk), n_pairs, parts[0][1].shape[-1], dtype=parts[0][1].dtype)
+    for some, got in parts:
+        out[:, torch.as_tensor(some)] = got.to(out.device)
+    return out
 
 
 def done_count(finished: np.ndarray, ordered: bool) -> int:
@@ -320,7 +357,13 @@ def base_values(exp: Experiment, direction: str, keys: set[Key]) -> dict[Key, to
 
 
 def patched_pass(
-    exp: Experiment, direction: str, pairs: np.ndarray, first: int, start: int, plan: Plan | None
+    exp: Experiment,
+    direction: str,
+    pairs: np.ndarray,
+    first: int,
+    start: int,
+    plan: Plan | None,
+    hidden_only: bool = False,
 ) -> torch.Tensor:
     """Answer-position logits of the base run's ``pairs`` rows under ``plan``, computing only
     layers ``first ..`` and positions ``start ..``: the base run supplies the block outputs
@@ -334,7 +377,9 @@ def patched_pass(
         cache = prefix_cache(base.kv, torch.as_tensor(pairs), start, exp._hf.config)
     last = None if exp._last is None else exp._last[pairs]
     ids = run_input.ids[pairs][:, start:]
-    return exp.engine.forward(ids, noise, plan, skip=skip, cache=cache, last=last)[0]
+    return exp.engine.forward(
+        ids, noise, plan, skip=skip, cache=cache, last=last, hidden_only=hidden_only
+    )[0]
 
 
 def packed_pass(
@@ -344,6 +389,7 @@ def packed_pass(
     first: int,
     packing: Packing,
     plan: Plan | None,
+    hidden_only: bool = False,
 ) -> torch.Tensor:
     """Answer-position logits (segments x pairs, segment-major) of packed segments on the base
     run's ``some`` pairs under ``plan`` (laid out over every position, rows segment-major):
@@ -382,7 +428,9 @@ def packed_pass(
         starts=packing.starts,
     )
     ids = run_input.ids[pair_of_row[:, None], position]
-    return exp.engine.forward(ids, noise, packed_plan, skip=skip, cache=cache, packed=packed)[0]
+    return exp.engine.forward(
+        ids, noise, packed_plan, skip=skip, cache=cache, packed=packed, hidden_only=hidden_only
+    )[0]
 
 
 def base_blocks(exp: Experiment, direction: str) -> list[Any]:
