@@ -30,6 +30,10 @@ class Architecture:
     qkv_layout: str
     parallel: Callable[[Any], bool] = field(default=lambda config: False)
     unembed: str = "lm_head"
+    # Whether the model's logits are its unembedding's output, untouched (no soft-capping or
+    # scale after it): then answers can be read from saved final hidden states, many passes'
+    # rows in one vocabulary projection. Unknown for a registered family, so False.
+    plain_logits: Callable[[Any], bool] = field(default=lambda config: False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ _LLAMA_LIKE = Architecture(
     mlp_down_proj="mlp.down_proj",
     qkv=("q_proj", "k_proj", "v_proj"),
     qkv_layout=QKV_SEPARATE,
+    plain_logits=lambda config: True,
 )
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -68,6 +73,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         mlp_down_proj="mlp.c_proj",
         qkv=("c_attn",),
         qkv_layout=QKV_SPLIT,
+        plain_logits=lambda config: True,
     ),
     "gpt_neox": Architecture(
         layers="gpt_neox.layers",
@@ -80,6 +86,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         qkv=("query_key_value",),
         qkv_layout=QKV_PER_HEAD,
         parallel=lambda config: bool(getattr(config, "use_parallel_residual", True)),
+        plain_logits=lambda config: True,
     ),
     "gptj": Architecture(
         layers="transformer.h",
@@ -92,6 +99,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         qkv=("q_proj", "k_proj", "v_proj"),
         qkv_layout=QKV_SEPARATE,
         parallel=lambda config: True,
+        plain_logits=lambda config: True,
     ),
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
@@ -108,6 +116,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         mlp_down_proj="mlp.down_proj",
         qkv=("q_proj", "k_proj", "v_proj"),
         qkv_layout=QKV_SEPARATE,
+        plain_logits=lambda config: getattr(config, "final_logit_softcapping", None) is None,
     ),
 }
 

@@ -25,6 +25,18 @@ INTERFERENCE_RETRIES = 5
 
 
 @dataclass(frozen=True)
+class Packed:
+    """What a pass of packed rows (:mod:`packing`) hands the model: position ids (rows, width),
+    the additive attention mask (rows, 1, width, cached + width), and the (row, slot) of each
+    answer to read."""
+
+    position_ids: torch.Tensor
+    mask: torch.Tensor
+    readout: tuple[torch.Tensor, torch.Tensor]
+    starts: tuple[int, ...]  # each segment's first position
+
+
+@dataclass(frozen=True)
 class Plan:
     """Per hook point: mask (rows, pos, unit, 1) and source values (rows, pos, unit, width)."""
 
@@ -70,6 +82,9 @@ class Engine:
         skip: Sequence[Any] = (),
         save_blocks: bool = False,
         last: torch.Tensor | None = None,
+        cache: Any = None,
+        packed: Packed | None = None,
+        hidden_only: bool = False,
     ) -> tuple[torch.Tensor, dict[Key, Any]]:
         """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
 
@@ -79,7 +94,14 @@ class Engine:
 
         ``skip[k]`` replaces block ``k``'s output without running it (rows' base-run outputs, for
         layers before the first patch). ``save_blocks`` also returns every block's raw output
-        under the key ``("block_raw", layer)``.
+        under the key ``("block_raw", layer)``. ``cache`` is a transformers key/value cache the
+        model reads and fills: an empty one collects every layer's keys and values; one holding
+        the first positions makes ``ids`` (and ``noise``, ``plan``, ``skip``) the positions after
+        them. ``packed`` runs rows that hold several segments (:mod:`packing`): their
+        position ids and attention mask, and the (row, slot) of each answer to read; the
+        logits then come one per answer. ``hidden_only`` returns the final hidden states the
+        answers would be read from (answers, d_model) instead of logits, and runs no vocabulary
+        projection (see ``Architecture.plain_logits``).
         """
         hooks = self.hooks
         masks = plan.masks if plan else {}
@@ -90,7 +112,26 @@ class Engine:
         if any(point == "pattern" for point, _ in [*masks, *save]):
             hooks.pattern_call()  # instruments the attention source; can't happen inside a trace
         saved: dict[Key, Any] = {}
-        options: dict[str, Any] = {"logits_to_keep": 1 if last is None else 0, "use_cache": False}
+        readout = None if last is None else (torch.arange(len(ids)), last)
+        if packed is not None:
+            readout = packed.readout
+            options: dict[str, Any] = {
+                "logits_to_keep": 0,
+                "use_cache": False,
+                "position_ids": packed.position_ids,
+                "attention_mask": packed.mask,
+            }
+            if cache is not None:
+                options["cache"] = cache
+        else:
+            options = {"logits_to_keep": 1 if last is None else 0, "use_cache": False}
+        if cache is not None and packed is None:
+            # Padded rows (``last``) never get here: runner.start_of runs them from position 0.
+            assert last is None, "a key/value prefix cache needs rows of one length"
+            # The mask covers the cached positions too (nnsight would make one for ``ids`` only).
+            width = cache.get_seq_length() + ids.shape[1]
+            options["cache"] = cache
+            options["attention_mask"] = torch.ones(ids.shape[0], width, dtype=torch.long)
         log.debug(
             "forward: %d rows, %d patched and %d saved hook points, %d layers skipped",
             len(ids),
@@ -143,14 +184,26 @@ class Engine:
             # The answer position's hidden state arrives as a strided view; a contiguous copy
             # makes the vocabulary projection ~10x faster on CPU.
             unembed = hooks.unembed()
-            if last is None:
-                unembed.input = unembed.input.contiguous()
+            if readout is None:
+                picked = unembed.input.contiguous()
             else:
                 hidden = unembed.input
-                rows = torch.arange(hidden.shape[0], device=hidden.device)
-                unembed.input = hidden[rows, last.to(hidden.device)][:, None]
-            logits = nnsight.save(hooks.model.output.logits[:, -1])
+                rows, slots = (index.to(hidden.device) for index in readout)
+                picked = hidden[rows, slots][:, None]
+            if hidden_only:  # named logits all the same: see _interference
+                logits = nnsight.save(picked[:, -1])
+                unembed.input = picked[:0]
+            else:
+                unembed.input = picked
+                logits = nnsight.save(hooks.model.output.logits[:, -1])
         return logits, dict(saved)
+
+    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits (rows, vocab) of final hidden states (rows, d_model) saved by
+        ``forward(..., hidden_only=True)``: the unembedding module, run directly."""
+        module = self.hooks.unembed()._module
+        with torch.no_grad():
+            return module(hidden[:, None])[:, 0]
 
     def plan(
         self,
@@ -159,8 +212,10 @@ class Engine:
         source_values: Mapping[Key, torch.Tensor],
         length: int,
         position_table: np.ndarray | None = None,
+        start: int = 0,
     ) -> Plan:
-        """Masks and gathered sources for rows = patch sets repeated over their pairs.
+        """Masks and gathered sources for rows = patch sets repeated over their pairs, over
+        positions ``start .. length - 1`` (no patch may touch an earlier position).
 
         ``pair_of_row`` has ``len(patch_sets) * n_pairs`` entries; row ``i * n_pairs + p`` is
         patch set ``i`` on pair ``p``. With ``position_table`` (names, pairs), a target's
@@ -175,18 +230,19 @@ class Engine:
                 key = (t.point, t.layer)
                 if key not in masks:
                     units = self.hooks.n_units(t.point)
-                    masks[key] = np.zeros((n_rows, length, units), dtype=bool)
+                    masks[key] = np.zeros((n_rows, length - start, units), dtype=bool)
                 if t.positions is None or position_table is None:
-                    pos = slice(None) if t.positions is None else list(t.positions)
+                    pos = slice(None) if t.positions is None else [p - start for p in t.positions]
                     masks[key][rows, pos, t.unit] = True
                     continue
                 row_ids = np.arange(rows.start, rows.stop)
                 for name in t.positions:
-                    masks[key][row_ids, position_table[name, pair_of_row[row_ids]], t.unit] = True
+                    columns = position_table[name, pair_of_row[row_ids]] - start
+                    masks[key][row_ids, columns, t.unit] = True
         rows_t = torch.as_tensor(pair_of_row, device=self.device)
         return Plan(
             masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},
-            sources={k: source_values[k].to(self.device)[rows_t] for k in masks},
+            sources={k: source_values[k][:, start:].to(self.device)[rows_t] for k in masks},
         )
 
 

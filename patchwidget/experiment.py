@@ -24,7 +24,7 @@ from .ablations import combine_sources
 from .architectures import architecture_for, dims_of
 from .attention import AttentionPatterns, attention_patterns
 from .attribution import attribution_sweep, check_method
-from .batching import first_layer
+from .batching import BatchCost, first_layer
 from .circuit import CircuitResult, complement_of, mixed_kinds_note
 from .components import SITES, Component
 from .corruptions import (
@@ -43,8 +43,9 @@ from .models import load_model, model_device
 from .padding import by_rows, pad_id_of, pad_right
 from .paths import Path, Receiver, patch_paths, path_patch, path_sweep
 from .positions import from_spans, resolve, strip_marks, unmark
+from .prefix import BaseRun
 from .prompts import as_list, build_prompt_set, token_strings, tokenize
-from .readouts import compute_readouts
+from .readouts import Baseline, compute_readouts
 from .remote import RUNS_ON, RemoteRunner, RemoteStats, remote_mode
 from .result import PatchResult
 from .runner import Cancel, Progress, RunRequest, run
@@ -74,8 +75,8 @@ class Experiment:
             single token, e.g. ``(" Mary", " John")``.
         corruption: instead of ``corrupted``: ``pw.GaussianNoise()``, ``pw.ZeroAblation()``,
             ``pw.MeanAblation()`` or ``pw.ResampleAblation()``.
-        batch_size: rows (patch sets × pairs) per forward pass; default: as many as fit
-            ``memory_budget``.
+        batch_size: at most this many rows (patch sets × pairs) per forward pass; default:
+            what a measured cost model finds cheapest within ``memory_budget``.
         memory_budget: bytes one forward pass may use when ``batch_size`` is None; default: half
             the free GPU memory, or 512 MiB on CPU.
         positions: named token positions, ``{"S2": [index or word per pair], "END": -1}``
@@ -161,7 +162,8 @@ class Experiment:
         answer_ids = torch.tensor(self.prompts.answer_ids, device=self.device)
         self._correct, self._incorrect = answer_ids[:, 0], answer_ids[:, 1]
         self._sources: dict[tuple[str, Key], torch.Tensor] = {}
-        self._block_outputs: dict[str, list[Any]] = {}
+        self._block_outputs: dict[str, BaseRun] = {}
+        self._batch_cost: BatchCost | None = None
         self._lock = threading.Lock()
         self._remote = RemoteRunner(self, self.remote) if self.remote else None
         self.noise = self._make_noise()
@@ -667,15 +669,19 @@ class Experiment:
                     f"the {name} run's logits contain NaN or inf before any patching: check the "
                     "model's weights and dtype (float16 can overflow; try dtype='float32')"
                 )
-        self._clean_lp = torch.log_softmax(clean_logits.float(), -1)
-        self._corrupted_lp = torch.log_softmax(corrupted_logits.float(), -1)
+        self._clean_base = Baseline.of(clean_logits)
+        self._corrupted_base = Baseline.of(corrupted_logits)
         self.clean_readouts = self._readouts(clean_logits, np.arange(self.n_pairs))
         self.corrupted_readouts = self._readouts(corrupted_logits, np.arange(self.n_pairs))
 
     def _readouts(self, logits: torch.Tensor, pairs: np.ndarray) -> np.ndarray:
         p = torch.as_tensor(pairs, device=logits.device)
         r = compute_readouts(
-            logits, self._correct[p], self._incorrect[p], self._clean_lp[p], self._corrupted_lp[p]
+            logits,
+            self._correct[p],
+            self._incorrect[p],
+            self._clean_base.rows(p),
+            self._corrupted_base.rows(p),
         )
         return r.cpu().numpy().astype(np.float32)
 

@@ -2,43 +2,82 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 READOUT_FIELDS = ("logit_correct", "logit_incorrect", "lse", "kl_clean", "kl_corrupted", "rank")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline run's answer-position distribution, precomputed for KL divergences against it:
+    log-probabilities and probabilities (pairs, vocab), and per pair ``sum p log p`` and
+    ``sum p`` (which float rounding keeps from being exactly 1)."""
+
+    logprobs: torch.Tensor
+    probs: torch.Tensor
+    neg_entropy: torch.Tensor
+    mass: torch.Tensor
+
+    @classmethod
+    def of(cls, logits: torch.Tensor) -> Baseline:
+        logprobs = torch.log_softmax(logits.float(), -1)
+        probs = logprobs.exp()
+        return cls(logprobs, probs, (probs * logprobs).sum(-1), probs.sum(-1))
+
+    def rows(self, index: torch.Tensor) -> Baseline:
+        """The distributions of pairs ``index``: views, not copies, where every row has one pair
+        (a sweep of one prompt pair)."""
+        if len(index) > 1 and bool((index == index[0]).all()):
+            one, n = index[:1], len(index)
+            return Baseline(
+                self.logprobs[one].expand(n, -1),
+                self.probs[one].expand(n, -1),
+                self.neg_entropy[one].expand(n),
+                self.mass[one].expand(n),
+            )
+        return Baseline(
+            self.logprobs[index], self.probs[index], self.neg_entropy[index], self.mass[index]
+        )
+
+    def kl_to(self, logits: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+        """KL(baseline || softmax(logits)) per row, in nats, from the logits and their
+        log-normaliser: ``sum p log p - sum p logits + lse sum p``, one pass over the logits
+        (a matrix-vector product where every row has one pair)."""
+        if len(self.probs) > 1 and self.probs.stride(0) == 0:
+            dot = logits @ self.probs[0]
+        else:
+            dot = (logits * self.probs).sum(-1)
+        return self.neg_entropy - dot + lse * self.mass
 
 
 def compute_readouts(
     logits: torch.Tensor,
     correct: torch.Tensor,
     incorrect: torch.Tensor,
-    clean_logprobs: torch.Tensor,
-    corrupted_logprobs: torch.Tensor,
+    clean: Baseline,
+    corrupted: Baseline,
 ) -> torch.Tensor:
     """Readouts (rows, 6) from last-position logits (rows, vocab).
 
-    ``correct``/``incorrect`` hold each row's answer token ids; ``clean_logprobs`` and
-    ``corrupted_logprobs`` hold each row's baseline log-probabilities (rows, vocab).
+    ``correct``/``incorrect`` hold each row's answer token ids; ``clean`` and ``corrupted``
+    hold each row's baseline distribution.
     """
     logits = logits.float()
     rows = torch.arange(logits.shape[0], device=logits.device)
     logit_correct = logits[rows, correct]
     logit_incorrect = logits[rows, incorrect]
     lse = torch.logsumexp(logits, dim=-1)
-    logprobs = logits - lse[:, None]
     rank = (logits > logit_correct[:, None]).sum(dim=-1).float()
     return torch.stack(
         [
             logit_correct,
             logit_incorrect,
             lse,
-            _kl(clean_logprobs.float(), logprobs),
-            _kl(corrupted_logprobs.float(), logprobs),
+            clean.kl_to(logits, lse),
+            corrupted.kl_to(logits, lse),
             rank,
         ],
         dim=-1,
     )
-
-
-def _kl(reference_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
-    """KL(reference || patched) per row, in nats."""
-    return (reference_logprobs.exp() * (reference_logprobs - logprobs)).sum(dim=-1)

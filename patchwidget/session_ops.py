@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .ablations import combine_sources
-from .readouts import compute_readouts
+from .readouts import Baseline, compute_readouts
 from .units import from_units, mask_of, patch_units, to_units
 
 
@@ -107,7 +107,7 @@ def apply_op(op: tuple[Any, ...], store: dict[str, Any]) -> None:
     elif kind == "std":
         store[op[2]] = op[1].weight.detach().float().std().cpu()
     elif kind == "logprobs":
-        store[op[2]] = torch.log_softmax(store[op[1]].float(), -1)
+        store[op[2]] = Baseline.of(store[op[1]])
     elif kind == "combine":
         captures = [store[name] for name in op[2]]
         store[op[6]] = combine_sources(op[1], captures, op[3], op[4], op[5])
@@ -120,13 +120,13 @@ def apply_op(op: tuple[Any, ...], store: dict[str, Any]) -> None:
 def _readouts(op: tuple[Any, ...], store: dict[str, Any]) -> None:
     _, logits_name, correct, incorrect, pairs, out = op
     logits = store[logits_name]
-    clean_lp, corrupted_lp = store["clean_lp"], store["corrupted_lp"]
+    clean, corrupted = store["clean_lp"], store["corrupted_lp"]
     got = compute_readouts(
         logits,
         correct.to(logits.device),
         incorrect.to(logits.device),
-        clean_lp[pairs.to(clean_lp.device)],
-        corrupted_lp[pairs.to(corrupted_lp.device)],
+        clean.rows(pairs.to(clean.probs.device)),
+        corrupted.rows(pairs.to(corrupted.probs.device)),
     ).cpu()
     if isinstance(store.get(out), list):
         store[out].append(got)

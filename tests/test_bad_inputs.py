@@ -151,7 +151,8 @@ def test_nan_in_one_batch_keeps_every_other_patch(exp: pw.Experiment) -> None:
 
     def poisoned(ids, noise=None, plan=None, **kwargs):
         logits, saved = forward(ids, noise, plan, **kwargs)
-        calls.append(1)
+        if plan is not None:
+            calls.append(1)  # patched passes only (base runs and cost timing pass no plan)
         if plan is not None and len(calls) == 2:
             logits = logits.clone()
             logits[1] = float("nan")  # the batch's first patch, pair 2
@@ -166,7 +167,8 @@ def test_nan_in_one_batch_keeps_every_other_patch(exp: pw.Experiment) -> None:
     bad = ~np.isfinite(res.readouts).all(axis=-1)
     assert bad.sum() == 1 and len(res.metadata["nonfinite"]) == 1
     assert "pair 2" in res.metadata["nonfinite"][0]
-    np.testing.assert_array_equal(res.readouts[~bad], clean.readouts[~bad])
+    # other groupings of the same patches: equal up to float32 rounding
+    np.testing.assert_allclose(res.readouts[~bad], clean.readouts[~bad], atol=1e-5)
     assert res.complete
 
 

@@ -20,7 +20,9 @@ import patchwidget as pw
 from patchwidget.remote import RemoteExecutionError
 
 FAMILIES = ("gpt2", "llama_gqa")
-ATOL = 1e-5
+# Local sweeps compute only the positions after each pass's first patch (other matrix shapes than
+# a remote run's full passes), so the two agree to float32 rounding: the reference tests' 1e-4.
+ATOL = 1e-4
 CORRUPTIONS = {
     "counterfactual": {"corrupted": CORRUPTED},
     "gaussian": {"corruption": pw.GaussianNoise(seed=3)},

@@ -4,7 +4,10 @@ replace it largest estimate first, and the final view equals the exact sweep."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_widget_protocol import final, make_widget, recording_comm, replies, send  # noqa: F401
+
+from patchwidget.widget import estimates
 
 FIELDS = 6
 
@@ -28,7 +31,10 @@ def decode_estimate(meta: dict, buffer) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def test_estimate_paints_first_then_exact_cells_replace_it_largest_first() -> None:
+def test_estimate_paints_first_then_exact_cells_replace_it_largest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(estimates, "PROGRESS_INTERVAL_S", 0.0)  # every pass reports
     w = make_widget(batch_size=8)  # several batches, so exact values stream in
     exp = w.experiment
     send(w, {"type": "sweep", "id": 1, "site": "head_by_pos", "direction": "denoising",
