@@ -126,7 +126,7 @@ class Engine:
         else:
             options = {"logits_to_keep": 1 if last is None else 0, "use_cache": False}
         if cache is not None and packed is None:
-            # Padded rows (``last``) never get here: runner.start_of runs them from position 0.
+            # Padded rows (``last``) never get here: schedule.start_of runs them from position 0.
             assert last is None, "a key/value prefix cache needs rows of one length"
             # The mask covers the cached positions too (nnsight would make one for ``ids`` only).
             width = cache.get_seq_length() + ids.shape[1]

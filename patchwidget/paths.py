@@ -347,7 +347,8 @@ def _run(
     progress: bool,
 ) -> PatchResult:
     """Readouts of every patch set, many sets per forward pass (rows: main, then each view)."""
-    from .runner import _progress_bar, base_blocks, cancelled
+    from .passes import base_blocks
+    from .runner import _progress_bar, cancelled
 
     if exp.remote:
         # The remote runner sends a fixed program of patch steps (remote.py); path patching's
