@@ -70,6 +70,7 @@ def memory_tokens(
     elem = torch.finfo(dtype).bits // 8
     per_token = elem * (10 * dims.d_model + 3 * dims.d_mlp + 4 * dims.n_heads * length)
     per_token += 16 * dims.vocab_size // length  # each row's logits and readouts
+    per_token += (elem + 1) * 2 * length  # a packed pass's attention mask, and its boolean form
     if budget is None and device.type == "cuda":
         budget = torch.cuda.mem_get_info(device)[0] // 2
     budget = budget or 512 * 2**20

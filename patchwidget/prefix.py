@@ -124,9 +124,12 @@ def prefix_cache(kv: KeysValues, pairs: torch.Tensor, start: int, config: Any) -
     """A cache holding positions ``0 .. start - 1`` of the base run for rows of ``pairs``.
 
     Built with the model's config, so sliding-window layers (Gemma 2, Mistral) keep the window
-    they would have kept in a full run."""
-    rows = pairs.to(kv[0][0].device)
-    data = [(k[rows, :, :start], v[rows, :, :start]) for k, v in kv]
+    they would have kept in a full run. Each layer's rows are picked on its own device (a model
+    spread over several)."""
+    data = []
+    for k, v in kv:
+        rows = pairs.to(k.device)
+        data.append((k[rows, :, :start], v[rows, :, :start]))
     return DynamicCache(data, config=config)
 
 
