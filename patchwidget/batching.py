@@ -1,8 +1,10 @@
-"""Grouping patch sets into forward passes.
+"""Grouping patch sets into forward passes, two ways with one signature.
 
-A pass that starts at layer ``L`` and position ``p`` computes ``(n_layers - L) * (length - p)``
-token-layers per row, plus a fixed cost per pass and the answer-position logits per row.
-Patch sets are grouped so that this total, under a measured :class:`BatchCost`, is small.
+A rectangular pass (``group_batches``) starts every row at its sets' smallest first layer ``L``
+and position ``p``: ``(n_layers - L) * (length - p)`` token-layers per row. A packed pass
+(``group_bands``, :mod:`packing`) computes each set's own suffix from ``L``. Either way a pass
+also costs a fixed amount, a fixed amount per layer and the answers' logits; sets are grouped
+so that the total, under the :class:`BatchCost` of :mod:`costs`, is small.
 """
 
 from __future__ import annotations
