@@ -18,7 +18,7 @@ from .passes import packed_pass, patched_pass
 from .prefix import trim
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
-from .schedule import Schedule, batch_cost_of, pair_slices, schedule
+from .schedule import Schedule, pair_slices, schedule
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -174,14 +174,17 @@ def run_group(
     first = min(plan.starts[i][0] for i in members)
     start = 0 if plan.packs else min(plan.starts[i][1] for i in members)
     chunk = [trim(plan.patch_sets[i], first, start) for i in members]
-    set_starts = [plan.starts[i][1] for i in members]
-    packing = pack(set_starts, length, length)
-    width = int(sum(length - s for s in set_starts)) if plan.packs else length - start
+    width = length - start  # positions per pair of one pass
+    packing = None
+    if plan.packs:
+        set_starts = [plan.starts[i][1] for i in members]
+        packing = pack(set_starts, length, length)
+        width = sum(length - s for s in set_starts)
     parts = []
-    for some in pair_slices(n_pairs, width, batch_cost_of(exp)):
+    for some in pair_slices(n_pairs, width, plan.cost):
         pairs = np.tile(some, len(chunk))
         masks = exp.engine.plan(chunk, pairs, sources, length, exp._position_table, start)
-        if plan.packs:
+        if packing is not None:
             got = packed_pass(exp, request.direction, some, first, packing, masks, plan.deferred)
         else:
             got = patched_pass(exp, request.direction, pairs, first, start, masks, plan.deferred)

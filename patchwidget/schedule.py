@@ -31,6 +31,7 @@ class Schedule:
     unchanged: list[int]
     groups: list[list[int]]
     packs: bool
+    cost: BatchCost  # the cost model the passes were grouped by; pair slices follow it too
     deferred: bool  # passes return final hidden states; logits are computed per publish
     publish_rows: int  # answers (sets x pairs) gathered before their readouts are computed
 
@@ -78,6 +79,7 @@ def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tens
         unchanged,
         [[todo[i] for i in g] for g in groups],
         packs,
+        cost,
         deferred,
         publish_rows,
     )
