@@ -683,8 +683,9 @@ class Experiment:
             logits,
             self._correct[p],
             self._incorrect[p],
-            self._clean_base.rows(p),
-            self._corrupted_base.rows(p),
+            self._clean_base,
+            self._corrupted_base,
+            p,
         )
         return r.cpu().numpy().astype(np.float32)
 

@@ -52,19 +52,51 @@ class Baseline:
         return self.neg_entropy - dot + lse * self.mass
 
 
+# On a CPU, readouts run over chunks of about this many bytes of logits, so that each chunk
+# stays in cache across its reductions (~4x faster than whole-matrix passes at GPT-2's vocabulary).
+CPU_CHUNK_BYTES = 2 * 2**20
+
+
 def compute_readouts(
     logits: torch.Tensor,
     correct: torch.Tensor,
     incorrect: torch.Tensor,
     clean: Baseline,
     corrupted: Baseline,
+    pairs: torch.Tensor,
 ) -> torch.Tensor:
     """Readouts (rows, 6) from last-position logits (rows, vocab).
 
-    ``correct``/``incorrect`` hold each row's answer token ids; ``clean`` and ``corrupted``
-    hold each row's baseline distribution.
+    ``correct``/``incorrect`` hold each row's answer token ids; row ``i`` is compared with the
+    baseline distributions ``clean`` and ``corrupted`` of pair ``pairs[i]``.
     """
     logits = logits.float()
+    size = len(logits)
+    if logits.device.type == "cpu":
+        size = max(1, CPU_CHUNK_BYTES // (4 * logits.shape[-1]))
+    parts = []
+    for lo in range(0, len(logits), size):
+        part = slice(lo, lo + size)
+        pair = pairs[part]
+        parts.append(
+            _readouts(
+                logits[part],
+                correct[part],
+                incorrect[part],
+                clean.rows(pair.to(clean.probs.device)),
+                corrupted.rows(pair.to(corrupted.probs.device)),
+            )
+        )
+    return torch.cat(parts) if parts else logits.new_zeros(0, len(READOUT_FIELDS))
+
+
+def _readouts(
+    logits: torch.Tensor,
+    correct: torch.Tensor,
+    incorrect: torch.Tensor,
+    clean: Baseline,
+    corrupted: Baseline,
+) -> torch.Tensor:
     rows = torch.arange(logits.shape[0], device=logits.device)
     logit_correct = logits[rows, correct]
     logit_incorrect = logits[rows, incorrect]

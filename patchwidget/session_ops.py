@@ -125,8 +125,9 @@ def _readouts(op: tuple[Any, ...], store: dict[str, Any]) -> None:
         logits,
         correct.to(logits.device),
         incorrect.to(logits.device),
-        clean.rows(pairs.to(clean.probs.device)),
-        corrupted.rows(pairs.to(corrupted.probs.device)),
+        clean,
+        corrupted,
+        pairs,
     ).cpu()
     if isinstance(store.get(out), list):
         store[out].append(got)
