@@ -34,6 +34,10 @@ class Architecture:
     # scale after it): then answers can be read from saved final hidden states, many passes'
     # rows in one vocabulary projection. Unknown for a registered family, so False.
     plain_logits: Callable[[Any], bool] = field(default=lambda config: False)
+    # The MLP module, whose output at a position depends only on its first argument there: the
+    # last layer of a patched pass runs it (and the attention's output projection) at the answer
+    # positions only, as nothing reads the others. None (a registered family): it runs whole.
+    mlp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ _LLAMA_LIKE = Architecture(
     qkv=("q_proj", "k_proj", "v_proj"),
     qkv_layout=QKV_SEPARATE,
     plain_logits=lambda config: True,
+    mlp="mlp",
 )
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -74,6 +79,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         qkv=("c_attn",),
         qkv_layout=QKV_SPLIT,
         plain_logits=lambda config: True,
+        mlp="mlp",
     ),
     "gpt_neox": Architecture(
         layers="gpt_neox.layers",
@@ -87,6 +93,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         qkv_layout=QKV_PER_HEAD,
         parallel=lambda config: bool(getattr(config, "use_parallel_residual", True)),
         plain_logits=lambda config: True,
+        mlp="mlp",
     ),
     "gptj": Architecture(
         layers="transformer.h",
@@ -100,6 +107,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         qkv_layout=QKV_SEPARATE,
         parallel=lambda config: True,
         plain_logits=lambda config: True,
+        mlp="mlp",
     ),
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
@@ -117,6 +125,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         qkv=("q_proj", "k_proj", "v_proj"),
         qkv_layout=QKV_SEPARATE,
         plain_logits=lambda config: getattr(config, "final_logit_softcapping", None) is None,
+        mlp="mlp",
     ),
 }
 

@@ -22,6 +22,8 @@ from .units import patch_units
 
 log = logging.getLogger(__name__)
 INTERFERENCE_RETRIES = 5
+# Hook points of a layer that come before its attention's output projection.
+BEFORE_ATTENTION = frozenset({"block_in", "q", "k", "v", "qkv", "pattern"})
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,13 @@ class Engine:
         plan: Plan | None = None,
         save: frozenset[Key] = frozenset(),
         skip: Sequence[Any] = (),
+        skip_after: Sequence[Any] = (),
         save_blocks: bool = False,
         last: torch.Tensor | None = None,
         cache: Any = None,
         packed: Packed | None = None,
         hidden_only: bool = False,
+        answers_only: bool = False,
     ) -> tuple[torch.Tensor, dict[Key, Any]]:
         """Last-position logits (rows, vocab) and the unit views of the ``save`` hook points.
 
@@ -93,19 +97,30 @@ class Engine:
         seeing the padding after it, and its position ids are those of the prompt run alone.
 
         ``skip[k]`` replaces block ``k``'s output without running it (rows' base-run outputs, for
-        layers before the first patch). ``save_blocks`` also returns every block's raw output
-        under the key ``("block_raw", layer)``. ``cache`` is a transformers key/value cache the
-        model reads and fills: an empty one collects every layer's keys and values; one holding
-        the first positions makes ``ids`` (and ``noise``, ``plan``, ``skip``) the positions after
-        them. ``packed`` runs rows that hold several segments (:mod:`packing`): their
-        position ids and attention mask, and the (row, slot) of each answer to read; the
-        logits then come one per answer. ``hidden_only`` returns the final hidden states the
-        answers would be read from (answers, d_model) instead of logits, and runs no vocabulary
-        projection (see ``Architecture.plain_logits``).
+        layers before the first patch); ``skip_after`` does the same for the last
+        ``len(skip_after)`` blocks (a pass that needs one layer's output only). ``save_blocks``
+        also returns every block's raw output under the key ``("block_raw", layer)``. ``cache`` is
+        a transformers key/value cache the model reads and fills: an empty one collects every
+        layer's keys and values; one holding the first positions makes ``ids`` (and ``noise``,
+        ``plan``, ``skip``) the positions after them. ``packed`` runs rows that hold several
+        segments (:mod:`packing`): their position ids and attention mask, and the (row, slot)
+        of each answer to read; the logits then come one per answer. ``hidden_only`` returns
+        the final hidden states the answers would be read from (answers, d_model) instead of
+        logits, and runs no vocabulary projection (see ``Architecture.plain_logits``).
+        ``answers_only`` runs the last layer's attention output projection and MLP at the
+        answer positions only (``HookPoints.per_position``), where no hook point after them in
+        that layer is patched or saved: nothing reads their outputs elsewhere.
         """
         hooks = self.hooks
         masks = plan.masks if plan else {}
         sources = plan.sources if plan else {}
+        final = hooks.dims.n_layers - 1
+        answers_only = (
+            answers_only
+            and not save_blocks
+            and not skip_after
+            and all(point in BEFORE_ATTENTION for point, layer in [*masks, *save] if layer == final)
+        )
         layers = sorted({layer for _, layer in [*masks, *save]})
         if save_blocks:
             layers = list(range(hooks.dims.n_layers))
@@ -181,6 +196,13 @@ class Engine:
                         saved[key] = nnsight.save(units)
                 if save_blocks:
                     saved[("block_raw", layer)] = nnsight.save(block.output)
+            n_layers = hooks.dims.n_layers
+            for layer, replacement in enumerate(skip_after, start=n_layers - len(skip_after)):
+                hooks.block(layer).skip(replacement)
+            if answers_only:
+                every = torch.arange(len(ids))
+                answers = readout or (every, torch.full_like(every, ids.shape[1] - 1))
+                at_answers(hooks.per_position(final), answers)
             # The answer position's hidden state arrives as a strided view; a contiguous copy
             # makes the vocabulary projection ~10x faster on CPU.
             unembed = hooks.unembed()
@@ -244,6 +266,19 @@ class Engine:
             masks={k: torch.from_numpy(m).to(self.device)[..., None] for k, m in masks.items()},
             sources={k: source_values[k][:, start:].to(self.device)[rows_t] for k in masks},
         )
+
+
+def at_answers(envoys: Sequence[Any], answers: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Inside a trace: each envoy (a module that works position by position) runs on the
+    (row, slot) ``answers`` only; its output elsewhere is zero."""
+    for envoy in envoys:
+        x = envoy.input
+        rows, slots = (index.to(x.device) for index in answers)
+        envoy.input = x[rows, slots][None]
+        y = envoy.output
+        full = y.new_zeros((*x.shape[:-1], y.shape[-1]))
+        full[rows, slots] = y[0]
+        envoy.output = full
 
 
 def rows_per_batch(

@@ -138,6 +138,16 @@ class HookPoints:
             raise ValueError("this attention module has no attention-function call to patch")
         return calls[-1]
 
+    def per_position(self, layer: int) -> list[Any]:
+        """Envoys of a block, in call order, whose output at a position depends only on their
+        first argument there: the attention's output projection, and the MLP where the family
+        names it (``Architecture.mlp``)."""
+        block = self.block(layer)
+        envoys = [_path(block, self.arch.attn_out_proj)]
+        if self.arch.mlp is not None:
+            envoys.append(_path(block, self.arch.mlp))
+        return envoys
+
     def attention(self, layer: int) -> Any:
         """The attention module's envoy of a layer."""
         return _path(self.block(layer), self.arch.attn)

@@ -43,7 +43,14 @@ def patched_pass(
     last = None if exp._last is None else exp._last[pairs]
     ids = run_input.ids[pairs][:, start:]
     return exp.engine.forward(
-        ids, noise, plan, skip=skip, cache=cache, last=last, hidden_only=hidden_only
+        ids,
+        noise,
+        plan,
+        skip=skip,
+        cache=cache,
+        last=last,
+        hidden_only=hidden_only,
+        answers_only=True,
     )[0]
 
 
@@ -55,10 +62,13 @@ def packed_pass(
     packing: Packing,
     plan: Plan | None,
     hidden_only: bool = False,
+    below: dict[int, tuple[tuple[int, ...], torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """Answer-position logits (segments x pairs, segment-major) of packed segments on the base
     run's ``some`` pairs under ``plan`` (laid out over every position, rows segment-major):
-    row ``r * len(some) + j`` of the pass holds packing row ``r`` on pair ``some[j]``."""
+    row ``r * len(some) + j`` of the pass holds packing row ``r`` on pair ``some[j]``.
+    ``below`` maps segments to the positions where the layer below ``first`` differs from the
+    base run for them, and its outputs there (every pair, positions, d_model: ``own_layer``)."""
     run_input, base = exp._base_run(direction), base_run(exp, direction)
     k, device = len(some), exp.device
     segment = np.repeat(packing.segment, k, axis=0)
@@ -75,6 +85,8 @@ def packed_pass(
             sources={key: v[rows, slots] for key, v in plan.sources.items()},
         )
     skip = [gather_positions(out, pair_of_row, position) for out in base.blocks[:first]]
+    if below:
+        skip[first - 1] = written(skip[first - 1], below, packing, some)
     noise = None
     if run_input.noise is not None:
         noise = run_input.noise[pair_of_row[:, None], position]
@@ -94,8 +106,33 @@ def packed_pass(
     )
     ids = run_input.ids[pair_of_row[:, None], position]
     return exp.engine.forward(
-        ids, noise, packed_plan, skip=skip, cache=cache, packed=packed, hidden_only=hidden_only
+        ids,
+        noise,
+        packed_plan,
+        skip=skip,
+        cache=cache,
+        packed=packed,
+        hidden_only=hidden_only,
+        answers_only=True,
     )[0]
+
+
+def written(
+    value: Any,
+    below: dict[int, tuple[tuple[int, ...], torch.Tensor]],
+    packing: Packing,
+    some: np.ndarray,
+) -> Any:
+    """A packed pass's block output (a tensor, or a tuple led by one) with ``below``'s outputs
+    written into their segments' slots (rows segment-major over the pairs ``some``)."""
+    head = value[0] if isinstance(value, tuple) else value
+    k, pairs = len(some), torch.as_tensor(some)
+    for segment, (positions, outputs) in below.items():
+        rows = torch.as_tensor(packing.row_of[segment] * k + np.arange(k))
+        slots = torch.as_tensor(packing.slot_of[segment] + np.asarray(positions))
+        slots -= packing.starts[segment]
+        head[rows[:, None], slots] = outputs[pairs].to(head.device, head.dtype)
+    return value
 
 
 def base_blocks(exp: Experiment, direction: str) -> list[Any]:

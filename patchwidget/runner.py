@@ -13,6 +13,7 @@ import torch
 
 from . import checks
 from .hookpoints import Key, Target
+from .own_layer_pass import OwnOutputs
 from .packing import pack
 from .passes import packed_pass, patched_pass
 from .prefix import trim
@@ -111,6 +112,7 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
         if bar is not None:
             bar.update(len(plan.unchanged))
         pending: list[tuple[list[int], torch.Tensor]] = []
+        own = OwnOutputs(exp, direction, plan, sources)
 
         def publish() -> None:
             """Readouts of the pending groups (one vocabulary projection for all of them, when
@@ -141,7 +143,7 @@ def run(exp: Experiment, request: RunRequest) -> PatchResult:
                     n_sets,
                 )
                 break
-            pending.append((members, run_group(exp, request, plan, members, sources)))
+            pending.append((members, run_group(exp, request, plan, members, sources, own)))
             if sum(len(group) for group, _ in pending) * n_pairs >= plan.publish_rows:
                 publish()
         if pending:
@@ -166,26 +168,32 @@ def run_group(
     plan: Schedule,
     members: list[int],
     sources: dict[Key, torch.Tensor],
+    own: OwnOutputs,
 ) -> torch.Tensor:
     """The answers (sets, pairs, vocab) of the patch sets ``members`` run together (on slices of
     the pairs where they don't fit one pass): logits, or final hidden states (sets, pairs,
-    d_model) where ``plan.deferred``."""
+    d_model) where ``plan.deferred``. Own-position sets that start here read their first
+    layer's outputs from ``own``."""
     n_pairs, length = exp.n_pairs, exp.length
     first = min(plan.starts[i][0] for i in members)
     start = 0 if plan.packs else min(plan.starts[i][1] for i in members)
     chunk = [trim(plan.patch_sets[i], first, start) for i in members]
     width = length - start  # positions per pair of one pass
-    packing = None
+    packing, below = None, {}
     if plan.packs:
         set_starts = [plan.starts[i][1] for i in members]
         packing = pack(set_starts, length, length)
         width = sum(length - s for s in set_starts)
+        outputs = own.take(members)
+        below = {members.index(i): (plan.own[i], got) for i, got in outputs.items()}
     parts = []
     for some in pair_slices(n_pairs, width, plan.cost):
         pairs = np.tile(some, len(chunk))
         masks = exp.engine.plan(chunk, pairs, sources, length, exp._position_table, start)
         if packing is not None:
-            got = packed_pass(exp, request.direction, some, first, packing, masks, plan.deferred)
+            got = packed_pass(
+                exp, request.direction, some, first, packing, masks, plan.deferred, below
+            )
         else:
             got = patched_pass(exp, request.direction, pairs, first, start, masks, plan.deferred)
         parts.append((some, got.reshape(len(chunk), len(some), -1)))

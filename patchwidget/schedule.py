@@ -13,6 +13,7 @@ import torch
 from .batching import BatchCost, first_layer, group_bands, group_batches, split_runs
 from .costs import batch_cost, memory_rows, memory_tokens
 from .hookpoints import Key, Target
+from .own_layer import own_positions, worthwhile
 from .packing import packing_blocker
 from .prefix import changed_cells, changes_nothing, first_change, read_cells, reuse_blocker
 
@@ -34,6 +35,9 @@ class Schedule:
     cost: BatchCost  # the cost model the passes were grouped by; pair slices follow it too
     deferred: bool  # passes return final hidden states; logits are computed per publish
     publish_rows: int  # answers (sets x pairs) gathered before their readouts are computed
+    # Sets whose first layer changes only its own positions P (:mod:`own_layer`): set -> P.
+    # Their starts are one layer later; a pass that starts there reads that layer's output.
+    own: dict[int, tuple[int, ...]]
 
 
 def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tensor]) -> Schedule:
@@ -43,6 +47,7 @@ def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tens
     patch_sets = request.patch_sets
     starts = [(first_layer(targets), 0) for targets in patch_sets]
     unchanged: list[int] = []
+    changed: dict[Key, torch.Tensor] | None = None
     if prefix_reuse_blocker(exp) is None:
         n_layers, length = exp.dims.n_layers, exp.length
         patch_sets = [read_cells(targets, n_layers, length) for targets in patch_sets]
@@ -60,6 +65,11 @@ def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tens
     todo = sorted(set(range(len(patch_sets))) - set(unchanged))
     cost = batch_cost_of(exp)
     packs = packing_allowed(exp, [patch_sets[i] for i in todo])
+    own: dict[int, tuple[int, ...]] = {}
+    if packs and changed is not None and not request.ordered:
+        own = own_first_layers(exp, patch_sets, starts, todo, changed, cost)
+        for i in own:
+            starts[i] = (starts[i][0] + 1, starts[i][1])
     if request.ordered:
         starts_at = [starts[i][1] if packs else 0 for i in todo]
         tokens = [(exp.length - s) * exp.n_pairs for s in starts_at]
@@ -82,7 +92,27 @@ def schedule(exp: Experiment, request: RunRequest, sources: dict[Key, torch.Tens
         cost,
         deferred,
         publish_rows,
+        own,
     )
+
+
+def own_first_layers(
+    exp: Experiment,
+    patch_sets: list[list[Target]],
+    starts: list[tuple[int, int]],
+    todo: list[int],
+    changed: dict[Key, torch.Tensor],
+    cost: BatchCost,
+) -> dict[int, tuple[int, ...]]:
+    """The sets (of ``todo``) whose first layer runs in one-layer passes (:mod:`own_layer`),
+    with the positions it changes, where that saves work under the cost model."""
+    n_layers, length = exp.dims.n_layers, exp.length
+    candidates = {}
+    for i in todo:
+        positions = own_positions(patch_sets[i], starts[i], changed, n_layers, length)
+        if positions is not None:
+            candidates[i] = positions
+    return worthwhile(candidates, starts, exp.n_pairs, length, cost)
 
 
 def prefix_reuse_blocker(exp: Experiment) -> str | None:

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import ANSWERS, CLEAN, FAMILIES, PARALLEL_FAMILIES, engine_model, reference_for
+from conftest import (
+    ANSWERS,
+    CLEAN,
+    CORRUPTED,
+    FAMILIES,
+    PARALLEL_FAMILIES,
+    engine_model,
+    reference_for,
+)
 from reference import Comp, Scenario
 from test_engine_reference import (
     _ablation_cases,
@@ -36,19 +44,24 @@ PER_START = BatchCost(overhead=0.0, per_row=0.0, max_tokens=10**6)
 
 
 SLIDING = ("gemma2", "mistral")  # windows (4) shorter than the prompts: rectangular passes
+ONE_LAYER: list[tuple[int, ...]] = []  # the positions of each one-layer pass (own_layer_pass)
 
 
 def passes_of(exp: Any) -> list[set[int]]:
     """Record the first positions computed by every patched pass of ``exp`` (not of the
     unpatched runs that capture sources and the base run): one per segment of a packed pass,
     the pass's own for a rectangular one (whose rows compute every position after the
-    cached ones)."""
+    cached ones). One-layer passes go to ``ONE_LAYER`` instead."""
     exp._batch_cost = PER_START
     seen: list[set[int]] = []
     forward = exp.engine.forward
+    ONE_LAYER.clear()
 
     def spy(ids: Any, noise: Any = None, plan: Any = None, **kwargs: Any) -> Any:
-        if plan is not None:
+        if kwargs.get("skip_after"):
+            ONE_LAYER.append(tuple(kwargs["packed"].starts))
+            assert len(kwargs["skip"]) + len(kwargs["skip_after"]) == exp.dims.n_layers - 1
+        elif plan is not None:
             cache, packed = kwargs.get("cache"), kwargs.get("packed")
             cached = 0 if cache is None else cache.get_seq_length()
             if packed is None:
@@ -90,6 +103,13 @@ def test_sweeps_from_a_later_position_match_the_reference(family: str, site: str
     assert starts_of(seen) >= {3, 6, 9}, "no pass reused the prefix"
     if family not in SLIDING:
         assert any(len(starts) > 1 for starts in seen), "no pass packed several starts"
+    # a head's (or the MLP's) output at a position changes only that position in its layer:
+    # that layer ran alone, at those positions only
+    # (and a query, where the family has its own query projection)
+    if site in ("attn_out", "mlp_out", "head_by_pos", "resid_mid") and family not in SLIDING:
+        assert ONE_LAYER and {q for p in ONE_LAYER for q in p} <= {3, 6, 9}
+    elif site in ("resid_pre", "head_k") or family in SLIDING:
+        assert not ONE_LAYER
 
 
 def test_patches_that_change_nothing_run_no_pass() -> None:
@@ -262,6 +282,40 @@ def test_last_layer_outputs_before_the_last_position_read_the_base_run_exactly(
         assert_sweep_matches(sc, res, site, "denoising")
         before = res.readouts[..., : LENGTH - 1, :, :]  # (..., position, pair, field)
         np.testing.assert_array_equal(before, np.broadcast_to(exp.corrupted_readouts, before.shape))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_pair_sweeps_match_the_reference(family: str) -> None:
+    """One pair: the prefix cache's rows are views of that pair, own-position layers run alone,
+    and the last layer's MLP runs at the answers only."""
+    exp = pw.Experiment(
+        engine_model(family), clean=CLEAN[:1], corrupted=CORRUPTED[:1], answers=ANSWERS[:1]
+    )
+    sc = Scenario(reference_for(family), CLEAN[:1], ANSWERS[:1], corrupted=CORRUPTED[:1])
+    passes_of(exp)
+    for site, kw in (("resid_pre", {}), ("head_by_pos", {"positions": (0, 3, 6, 9)})):
+        for direction in ("denoising", "noising"):
+            res = exp.sweep(site, direction=direction, progress=False, **kw)
+            assert_sweep_matches(sc, res, site, direction)
+    assert bool(ONE_LAYER) == (family not in SLIDING)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox_parallel", "llama_gqa", "gemma2"])
+def test_the_last_layer_runs_its_mlp_at_the_answers_only(family: str) -> None:
+    exp, sc = counterfactual(family)
+    last = exp.dims.n_layers - 1
+    down = exp.hooks.envoy(exp.hooks.block(last), "neurons")._module  # called by the MLP
+    shapes: list[tuple[int, ...]] = []
+    handle = down.register_forward_pre_hook(lambda m, args: shapes.append(args[0].shape[:-1]))
+    try:
+        res = exp.sweep("resid_pre", progress=False)
+    finally:
+        handle.remove()
+    assert_sweep_matches(sc, res, "resid_pre", "denoising")
+    rows = exp.n_pairs * res.readouts[..., 0, 0].size  # every (set, pair): at most
+    patched = [shape for shape in shapes if shape[0] == 1]  # (1, answers): the patched passes
+    assert patched and sum(shape[1] for shape in patched) <= rows
+    assert all(shape == (exp.n_pairs, LENGTH) for shape in shapes if shape[0] != 1)
 
 
 # ---- packing ---------------------------------------------------------------------------------
