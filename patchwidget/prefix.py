@@ -125,18 +125,11 @@ def prefix_cache(kv: KeysValues, pairs: torch.Tensor, start: int, config: Any) -
 
     Built with the model's config, so sliding-window layers (Gemma 2, Mistral) keep the window
     they would have kept in a full run. Each layer's rows are picked on its own device (a model
-    spread over several); rows that all hold one pair are views of it, not copies."""
-    n = len(pairs)
-    one = n > 0 and bool((pairs == pairs[0]).all())
+    spread over several)."""
     data = []
     for k, v in kv:
-        if one:
-            pair = int(pairs[0])
-            picked = [x[pair : pair + 1, :, :start].expand(n, -1, -1, -1) for x in (k, v)]
-        else:
-            rows = pairs.to(k.device)
-            picked = [k[rows, :, :start], v[rows, :, :start]]
-        data.append((picked[0], picked[1]))
+        rows = pairs.to(k.device)
+        data.append((k[rows, :, :start], v[rows, :, :start]))
     return DynamicCache(data, config=config)
 
 
