@@ -35,8 +35,9 @@ class Architecture:
     # rows in one vocabulary projection. Unknown for a registered family, so False.
     plain_logits: Callable[[Any], bool] = field(default=lambda config: False)
     # The MLP module, whose output at a position depends only on its first argument there: the
-    # last layer of a patched pass runs it (and the attention's output projection) at the answer
-    # positions only, as nothing reads the others. None (a registered family): it runs whole.
+    # last layer of a patched pass runs it and the attention's output projection at the answer
+    # positions only, as nothing reads the others. None (a registered family's default): both
+    # run whole.
     mlp: str | None = None
 
 

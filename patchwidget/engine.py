@@ -23,7 +23,7 @@ from .units import patch_units
 log = logging.getLogger(__name__)
 INTERFERENCE_RETRIES = 5
 # Hook points of a layer that come before its attention's output projection.
-BEFORE_ATTENTION = frozenset({"block_in", "q", "k", "v", "qkv", "pattern"})
+BEFORE_OUTPUT_PROJECTION = frozenset({"block_in", "q", "k", "v", "qkv", "pattern"})
 
 
 @dataclass(frozen=True)
@@ -108,18 +108,16 @@ class Engine:
         the final hidden states the answers would be read from (answers, d_model) instead of
         logits, and runs no vocabulary projection (see ``Architecture.plain_logits``).
         ``answers_only`` runs the last layer's attention output projection and MLP at the
-        answer positions only (``HookPoints.per_position``), where no hook point after them in
-        that layer is patched or saved: nothing reads their outputs elsewhere.
+        answer positions only (``HookPoints.per_position``; nothing reads their outputs
+        elsewhere), unless a hook point of that layer from the projection's input on is patched
+        or saved.
         """
         hooks = self.hooks
         masks = plan.masks if plan else {}
         sources = plan.sources if plan else {}
         final = hooks.dims.n_layers - 1
-        answers_only = (
-            answers_only
-            and not save_blocks
-            and not skip_after
-            and all(point in BEFORE_ATTENTION for point, layer in [*masks, *save] if layer == final)
+        answers_only = answers_only and all(
+            point in BEFORE_OUTPUT_PROJECTION for point, layer in [*masks, *save] if layer == final
         )
         layers = sorted({layer for _, layer in [*masks, *save]})
         if save_blocks:
@@ -196,8 +194,7 @@ class Engine:
                         saved[key] = nnsight.save(units)
                 if save_blocks:
                     saved[("block_raw", layer)] = nnsight.save(block.output)
-            n_layers = hooks.dims.n_layers
-            for layer, replacement in enumerate(skip_after, start=n_layers - len(skip_after)):
+            for layer, replacement in enumerate(skip_after, start=final + 1 - len(skip_after)):
                 hooks.block(layer).skip(replacement)
             if answers_only:
                 every = torch.arange(len(ids))

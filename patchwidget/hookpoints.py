@@ -140,13 +140,12 @@ class HookPoints:
 
     def per_position(self, layer: int) -> list[Any]:
         """Envoys of a block, in call order, whose output at a position depends only on their
-        first argument there: the attention's output projection, and the MLP where the family
-        names it (``Architecture.mlp``)."""
+        first argument there: the attention's output projection and the MLP, where the family
+        names its MLP (``Architecture.mlp``; none otherwise)."""
+        if self.arch.mlp is None:
+            return []
         block = self.block(layer)
-        envoys = [_path(block, self.arch.attn_out_proj)]
-        if self.arch.mlp is not None:
-            envoys.append(_path(block, self.arch.mlp))
-        return envoys
+        return [_path(block, self.arch.attn_out_proj), _path(block, self.arch.mlp)]
 
     def attention(self, layer: int) -> Any:
         """The attention module's envoy of a layer."""

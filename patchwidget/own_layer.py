@@ -19,7 +19,7 @@ from .batching import BatchCost
 from .hookpoints import Key, Target
 from .prefix import OWN_POSITION
 
-# Slots of one one-layer pass (per pair): its attention mask grows with their square.
+# Slots of one one-layer pass (per pair): its attention mask holds slots x (length + slots).
 MAX_WIDTH = 512
 
 

@@ -34,9 +34,10 @@ def own_layer_pass(
     """Block ``layer``'s outputs (slots, pairs, d_model) on the base run's ``pairs`` with each
     set's cells of that layer patched, at each set's ``positions`` (slots set-major).
 
-    One row per pair holds every slot; a slot sees the base run's cached keys and values up to
-    its position (its own are the base run's too: its cells come after them), and its input is
-    the base run's output of the layer below. Every other layer is skipped."""
+    One row per pair holds every slot, each a segment of one position; a slot sees the base
+    run's keys and values up to its position (its own are the base run's too: its cells come
+    after them), and its input is the base run's: the output of the layer below, or for layer 0
+    the embedding (and noise). Every other layer is skipped."""
     run_input, base = exp._base_run(direction), base_run(exp, direction)
     assert base.kv is not None, "one-layer passes run only where keys and values were kept"
     owner = np.asarray([o for o, p in enumerate(positions) for _ in p])
@@ -73,7 +74,7 @@ def own_layer_pass(
     noise = None if run_input.noise is None else run_input.noise[rows[:, None], slots]
     packed = Packed(
         position_ids=slots.to(device),
-        mask=mask[None, None].expand(k, -1, -1, -1).to(device),
+        mask=mask.to(device)[None, None].expand(k, -1, -1, -1),
         readout=(torch.arange(k), torch.zeros(k, dtype=torch.long)),
         starts=tuple(int(q) for q in position),
     )
@@ -85,7 +86,9 @@ def own_layer_pass(
         save=frozenset([key]),
         skip=[filler] * layer,
         skip_after=[filler] * (exp.dims.n_layers - layer - 1),
-        cache=prefix_cache(base.kv, rows, length, exp._hf.config),
+        # Every position, even in sliding-window layers: the mask keeps each slot to its own
+        # window (packing_blocker: no window is shorter than the prompt here).
+        cache=prefix_cache(base.kv, rows, length, None),
         packed=packed,
         hidden_only=True,
     )

@@ -123,9 +123,9 @@ def keys_values(cache: DynamicCache) -> KeysValues:
 def prefix_cache(kv: KeysValues, pairs: torch.Tensor, start: int, config: Any) -> DynamicCache:
     """A cache holding positions ``0 .. start - 1`` of the base run for rows of ``pairs``.
 
-    Built with the model's config, so sliding-window layers (Gemma 2, Mistral) keep the window
-    they would have kept in a full run. Each layer's rows are picked on its own device (a model
-    spread over several)."""
+    Built with the model's ``config``, sliding-window layers (Gemma 2, Mistral) keep the window
+    they would have kept in a full run; with None, every layer keeps every position. Each layer's
+    rows are picked on its own device (a model spread over several)."""
     data = []
     for k, v in kv:
         rows = pairs.to(k.device)

@@ -71,7 +71,7 @@ def compute_readouts(
     baseline distributions ``clean`` and ``corrupted`` of pair ``pairs[i]``.
     """
     logits = logits.float()
-    size = len(logits)
+    size = max(1, len(logits))
     if logits.device.type == "cpu":
         size = max(1, CPU_CHUNK_BYTES // (4 * logits.shape[-1]))
     parts = []

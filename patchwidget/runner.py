@@ -185,7 +185,7 @@ def run_group(
         packing = pack(set_starts, length, length)
         width = sum(length - s for s in set_starts)
         outputs = own.take(members)
-        below = {members.index(i): (plan.own[i], got) for i, got in outputs.items()}
+        below = {n: (plan.own[i], outputs[i]) for n, i in enumerate(members) if i in outputs}
     parts = []
     for some in pair_slices(n_pairs, width, plan.cost):
         pairs = np.tile(some, len(chunk))

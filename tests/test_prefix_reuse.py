@@ -9,8 +9,10 @@ gives every (first layer, first position) its own pass.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import conftest
 import numpy as np
 import pytest
 import torch
@@ -21,9 +23,10 @@ from conftest import (
     FAMILIES,
     PARALLEL_FAMILIES,
     engine_model,
+    make_tokenizer,
     reference_for,
 )
-from reference import Comp, Scenario
+from reference import Comp, Reference, Scenario
 from test_engine_reference import (
     _ablation_cases,
     _mixed_components,
@@ -298,6 +301,28 @@ def test_one_pair_sweeps_match_the_reference(family: str) -> None:
             res = exp.sweep(site, direction=direction, progress=False, **kw)
             assert_sweep_matches(sc, res, site, direction)
     assert bool(ONE_LAYER) == (family not in SLIDING)
+
+
+@pytest.mark.parametrize("family", SLIDING)
+def test_sliding_windows_as_long_as_the_prompt_pack_and_run_layers_alone(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = conftest._config(family)
+    config.sliding_window = LENGTH  # every position in the window: packing is exact
+    monkeypatch.setattr(conftest, "_config", lambda family: config)
+    model = conftest.make_model(family)
+    exp = pw.Experiment(
+        pw.load_model(copy.deepcopy(model), tokenizer=make_tokenizer()),
+        clean=CLEAN,
+        corrupted=CORRUPTED,
+        answers=ANSWERS,
+    )
+    sc = Scenario(Reference(model, make_tokenizer()), CLEAN, ANSWERS, corrupted=CORRUPTED)
+    seen = passes_of(exp)
+    for direction in ("denoising", "noising"):
+        res = exp.sweep("head_by_pos", direction=direction, positions=(0, 3, 6, 9), progress=False)
+        assert_sweep_matches(sc, res, "head_by_pos", direction)
+    assert any(len(starts) > 1 for starts in seen) and ONE_LAYER
 
 
 @pytest.mark.parametrize("family", ["gpt2", "neox_parallel", "llama_gqa", "gemma2"])
