@@ -219,9 +219,10 @@ class Engine:
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits (rows, vocab) of final hidden states (rows, d_model) saved by
-        ``forward(..., hidden_only=True)``: the unembedding module, run directly."""
+        ``forward(..., hidden_only=True)``: the unembedding module, run directly, holding the
+        model's lock (nnsight would hand the call to a trace running in another thread)."""
         module = self.hooks.unembed()._module
-        with torch.no_grad():
+        with model_lock(self.hooks.model), torch.no_grad():
             return module(hidden[:, None])[:, 0]
 
     def plan(

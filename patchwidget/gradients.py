@@ -16,6 +16,7 @@ import nnsight
 import torch
 
 from .hookpoints import POINT_ORDER, RESID_MID, HookPoints, Key
+from .modellock import model_lock
 
 GRADIENT_FIELDS = ("logit_correct", "logit_incorrect", "lse")
 ATTENTION_CALL = "attention"  # key point name for the attention function's (query, key, mask)
@@ -88,6 +89,7 @@ def gradient_pass(
     deltas: dict[Key, Any] = {}
     attention: dict[int, Any] = {}
     with (
+        model_lock(hooks.model),
         frozen_parameters(hooks.model._module),
         torch.enable_grad(),
         hooks.model.trace(ids.to(device), logits_to_keep=1, use_cache=False),
@@ -155,7 +157,11 @@ def attention_inputs(
     """The attention function's (query, key, mask, scaling, softcap) per layer of one run."""
     call_name = hooks.pattern_call()
     saved = {}
-    with torch.no_grad(), hooks.model.trace(ids.to(device), logits_to_keep=1, use_cache=False):
+    with (
+        model_lock(hooks.model),
+        torch.no_grad(),
+        hooks.model.trace(ids.to(device), logits_to_keep=1, use_cache=False),
+    ):
         if noise is not None:
             embed = hooks.embed()
             clean = embed.output

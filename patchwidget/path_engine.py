@@ -19,6 +19,7 @@ import nnsight
 import torch
 
 from .hookpoints import POINT_ORDER, HookPoints
+from .modellock import model_lock
 
 Key = tuple[str, int]  # (hook point, layer)
 
@@ -61,7 +62,11 @@ def path_forward(
     """
     rows, n = ids.shape[0], len(plan.views) + 1
     options: dict[str, Any] = {"logits_to_keep": 1, "use_cache": False}
-    with torch.no_grad(), hooks.model.trace(ids.repeat(n, 1).to(device), **options):
+    with (
+        model_lock(hooks.model),
+        torch.no_grad(),
+        hooks.model.trace(ids.repeat(n, 1).to(device), **options),
+    ):
         if noise is not None:
             embed = hooks.embed()
             embed.output = embed.output + noise.repeat(n, 1, 1).to(device, embed.output.dtype)

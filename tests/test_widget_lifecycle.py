@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from patchwidget.demo import demo_prompts
 from patchwidget.experiment import Experiment
@@ -121,6 +122,23 @@ def test_several_widgets_and_experiments_share_one_model() -> None:
     np.testing.assert_array_equal(found["sweep"].readouts, expected.readouts)
     assert found["trace"].shape[0] == 1
     np.testing.assert_array_equal(widgets[0].results[0].readouts, widgets[1].results[0].readouts)
+
+
+def test_the_gathered_vocabulary_projection_waits_for_the_models_lock() -> None:
+    """nnsight hands any call of a module to a trace running in another thread, so the one
+    module call outside a trace (the projection of many passes' answers) holds the lock too."""
+    import patchwidget as pw
+
+    exp = Experiment(_model(), **demo_prompts("flip_s2", n=N_PAIRS, seed=7))
+    hidden = torch.randn(3, exp.dims.d_model)
+    got: list[torch.Tensor] = []
+    other = threading.Thread(target=lambda: got.append(exp.engine.unembed(hidden)))
+    with pw.model_lock(exp.model):  # as a user's trace in another cell holds it
+        other.start()
+        other.join(0.5)
+        assert other.is_alive() and not got, "the projection ran while the model was held"
+    other.join(10)
+    assert got and got[0].shape == (3, exp.dims.vocab_size)
 
 
 def test_history_and_kept_views_are_bounded() -> None:
