@@ -13,9 +13,10 @@ from .batching import gather_positions
 from .engine import Packed, Plan
 from .hookpoints import Key, Target
 from .own_layer import MAX_WIDTH
+from .packing import additive
 from .passes import base_run
 from .prefix import prefix_cache
-from .schedule import pair_slices
+from .schedule import over_pair_slices
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -67,8 +68,7 @@ def own_layer_pass(
     )
     allowed = np.zeros((width, length + width), dtype=bool)
     allowed[:, :length] = np.arange(length)[None, :] <= position[:, None]
-    mask = torch.zeros(allowed.shape, dtype=exp.dtype)
-    mask[torch.from_numpy(~allowed)] = torch.finfo(exp.dtype).min
+    mask = additive(allowed, exp.dtype)
     below = base.blocks[max(layer - 1, 0)]
     filler = gather_positions(below, rows, slots)
     noise = None if run_input.noise is None else run_input.noise[rows[:, None], slots]
@@ -138,19 +138,14 @@ class OwnOutputs:
             used += len(plan.own[batch[-1]])
         sets = [plan.patch_sets[i] for i in batch]
         positions = [plan.own[i] for i in batch]
-        parts = [
-            (
-                some,
-                own_layer_pass(
-                    self.exp, self.direction, layer, sets, positions, self.sources, some
-                ),
-            )
-            for some in pair_slices(n_pairs, used, plan.cost)
-        ]
-        like = parts[0][1]
-        slots = like.new_empty(used, n_pairs, like.shape[-1])
-        for some, got in parts:
-            slots[:, torch.as_tensor(some)] = got.to(slots.device)
+        slots = over_pair_slices(
+            n_pairs,
+            used,
+            plan.cost,
+            lambda some: own_layer_pass(
+                self.exp, self.direction, layer, sets, positions, self.sources, some
+            ),
+        )
         offsets = np.cumsum([0, *(len(p) for p in positions)])
         for n, i in enumerate(batch):
             self.ready[i] = slots[offsets[n] : offsets[n + 1]].transpose(0, 1)

@@ -85,10 +85,15 @@ def attention_mask(packing: Packing, dtype: torch.dtype) -> torch.Tensor:
     same = segment[:, :, None] == segment[:, None, :]
     earlier = position[:, None, :] <= position[:, :, None]
     own = np.where(real[:, :, None], same & earlier, np.eye(segment.shape[1], dtype=bool))
-    allowed = torch.from_numpy(np.concatenate([cached & real[:, :, None], own], axis=-1))
+    return additive(np.concatenate([cached & real[:, :, None], own], axis=-1), dtype)[:, None]
+
+
+def additive(allowed: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """The additive attention mask of a boolean one: 0 where allowed, the dtype's minimum
+    elsewhere."""
     mask = torch.zeros(allowed.shape, dtype=dtype)
-    mask[~allowed] = torch.finfo(dtype).min
-    return mask[:, None]
+    mask[torch.from_numpy(~allowed)] = torch.finfo(dtype).min
+    return mask
 
 
 def packing_blocker(config: Any, length: int) -> str | None:

@@ -19,7 +19,7 @@ from .passes import packed_pass, patched_pass
 from .prefix import trim
 from .readouts import READOUT_FIELDS
 from .result import PatchResult
-from .schedule import Schedule, pair_slices, schedule
+from .schedule import Schedule, over_pair_slices, schedule
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -186,8 +186,8 @@ def run_group(
         width = sum(length - s for s in set_starts)
         outputs = own.take(members)
         below = {n: (plan.own[i], outputs[i]) for n, i in enumerate(members) if i in outputs}
-    parts = []
-    for some in pair_slices(n_pairs, width, plan.cost):
+
+    def run_pairs(some: np.ndarray) -> torch.Tensor:
         pairs = np.tile(some, len(chunk))
         masks = exp.engine.plan(chunk, pairs, sources, length, exp._position_table, start)
         if packing is not None:
@@ -196,13 +196,9 @@ def run_group(
             )
         else:
             got = patched_pass(exp, request.direction, pairs, first, start, masks, plan.deferred)
-        parts.append((some, got.reshape(len(chunk), len(some), -1)))
-    if len(parts) == 1:
-        return parts[0][1]
-    out = torch.empty(len(chunk), n_pairs, parts[0][1].shape[-1], dtype=parts[0][1].dtype)
-    for some, got in parts:
-        out[:, torch.as_tensor(some)] = got.to(out.device)
-    return out
+        return got.reshape(len(chunk), len(some), -1)
+
+    return over_pair_slices(n_pairs, width, plan.cost, run_pairs)
 
 
 def done_count(finished: np.ndarray, ordered: bool) -> int:

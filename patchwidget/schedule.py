@@ -4,6 +4,7 @@ model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -155,6 +156,21 @@ def pair_slices(n_pairs: int, width: int, cost: BatchCost) -> list[np.ndarray]:
     if n_pairs <= size:
         return [np.arange(n_pairs)]
     return np.array_split(np.arange(n_pairs), -(-n_pairs // size))
+
+
+def over_pair_slices(
+    n_pairs: int, width: int, cost: BatchCost, run: Callable[[np.ndarray], torch.Tensor]
+) -> torch.Tensor:
+    """``run(some)`` (items, len(some), ...) on each slice of the pairs that fits one pass of
+    ``width`` positions (``pair_slices``), joined along the pairs: (items, n_pairs, ...)."""
+    parts = [(some, run(some)) for some in pair_slices(n_pairs, width, cost)]
+    if len(parts) == 1:
+        return parts[0][1]
+    like = parts[0][1]
+    out = like.new_empty(like.shape[0], n_pairs, *like.shape[2:])
+    for some, got in parts:
+        out[:, torch.as_tensor(some)] = got
+    return out
 
 
 def start_of(

@@ -12,7 +12,7 @@ from . import metrics
 from .attribution import NOT_ESTIMABLE, grad_drop_scores
 from .hookpoints import Target
 from .result import PatchResult
-from .runner import Cancel, RunRequest, run
+from .runner import Cancel, RunRequest, done_count, run
 from .sites import indices, target
 
 if TYPE_CHECKING:
@@ -157,8 +157,7 @@ def verify(
         ordered=True,
     )
     part = run(exp, request)
-    finite = np.isfinite(part.readouts[:, 0, 0])
-    done = len(finite) if finite.all() else int(np.argmin(finite))  # cancelled: a done prefix
+    done = done_count(np.isfinite(part.readouts[:, 0, 0]), ordered=True)  # cancelled: a prefix
     return verification(part, done)
 
 

@@ -303,6 +303,17 @@ def test_one_pair_sweeps_match_the_reference(family: str) -> None:
     assert bool(ONE_LAYER) == (family not in SLIDING)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama_gqa"])
+def test_passes_over_slices_of_the_pairs_match_the_reference(family: str) -> None:
+    exp, sc = counterfactual(family)
+    seen = passes_of(exp)
+    exp.batch_size = 1  # one pair per pass: every pass, one-layer ones too, runs pair by pair
+    for direction in ("denoising", "noising"):
+        res = exp.sweep("head_by_pos", direction=direction, positions=(0, 3, 6, 9), progress=False)
+        assert_sweep_matches(sc, res, "head_by_pos", direction)
+    assert ONE_LAYER and len(seen) > len({frozenset(starts) for starts in seen})
+
+
 @pytest.mark.parametrize("family", SLIDING)
 def test_sliding_windows_as_long_as_the_prompt_pack_and_run_layers_alone(
     family: str, monkeypatch: pytest.MonkeyPatch
